@@ -1,0 +1,35 @@
+# The one documented way to install, run, lint and test. Everything lives in ./.venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRA ?= cpu
+
+.PHONY: install run test test-slow lint format protos benchmark clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[$(EXTRA),dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) scripts/benchmark.py model --preset ssd7 --quick
+
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info
