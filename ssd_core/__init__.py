@@ -7,5 +7,15 @@ nothing else.
 
 from ssd_core.anchors import generate_anchors
 from ssd_core.config import SSDConfig
+from ssd_core.layers import ImageNormalization, L2Normalization
+from ssd_core.model import SSD, build_model, to_inference
 
-__all__ = ["SSDConfig", "generate_anchors"]
+__all__ = [
+    "SSD",
+    "ImageNormalization",
+    "L2Normalization",
+    "build_model",
+    "to_inference",
+    "SSDConfig",
+    "generate_anchors",
+]

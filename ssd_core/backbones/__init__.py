@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ssd_core.config import SSDConfig
 
@@ -28,6 +29,28 @@ def feature_map_sizes(config: SSDConfig) -> tuple[tuple[int, int], ...]:
             f"config asks for {config.num_layers}"
         )
     return tuple(zip(sizes[0][: config.num_layers], sizes[1][: config.num_layers], strict=True))
+
+
+def build_backbone(config: SSDConfig, images: Any) -> dict[str, Any]:
+    """The predictor source feature maps of `config.backbone` on symbolic `images`.
+
+    Args:
+        config: the model config.
+        images: (B, H, W, 3) float32 normalised images (a Keras tensor).
+
+    Returns:
+        `{source_layer_name: (B, H_k, W_k, C_k) feature map}` in `config.source_layers` order.
+    """
+    # Imported here so that anchor generation does not import Keras.
+    if config.backbone == "vgg16":
+        from ssd_core.backbones.vgg16 import build_vgg16_ssd_features
+
+        return build_vgg16_ssd_features(config, images)
+    if config.backbone == "ssd7":
+        from ssd_core.backbones.ssd7 import build_ssd7_features
+
+        return build_ssd7_features(config, images)
+    raise ValueError(f"unknown backbone {config.backbone!r}")  # pragma: no cover
 
 
 def uses_ssd512_extras(config: SSDConfig) -> bool:
