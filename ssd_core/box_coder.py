@@ -1,0 +1,101 @@
+"""SSD box coding: boxes <-> regression targets relative to anchors, with variances.
+
+Caffe `CENTER_SIZE` coding with `variance_encoded_in_target: false` (bbox_util.cpp), the coding
+the published SSD models were trained with. With anchor centre (acx, acy) and size (aw, ah),
+box centre (cx, cy) and size (w, h), and variances (v0, v1, v2, v3):
+
+    tx = (cx - acx) / aw / v0        ty = (cy - acy) / ah / v1
+    tw = log(w / aw) / v2            th = log(h / ah) / v3
+
+`decode_boxes` is the inverse. torchvision's `BoxCoder(weights=(10, 10, 5, 5))` is the same
+coding: its weights are the inverse of the variances (0.1, 0.1, 0.2, 0.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from ssd_core.box_ops import centers_to_corners, corners_to_centers
+
+# Widths/heights are floored here before the log so that degenerate boxes (e.g. zero-size
+# padding ground truth in a batch) encode to large finite values instead of -inf, which would
+# turn a masked loss into NaN. Real boxes are far larger, so their coding is unaffected.
+_MIN_SIZE = 1e-12
+# Decoded log-sizes are capped so that a wild regression output gives a huge but finite box
+# instead of inf (inf - inf = NaN in IoU). exp(log(1000 / 16)) = 62.5 times the anchor size,
+# the cap torchvision uses (`bbox_xform_clip`); no trained SSD output comes near it.
+_MAX_LOG_SCALE = math.log(1000.0 / 16.0)
+
+
+def _variances_tensor(variances: Sequence[float], dtype: tf.DType) -> tf.Tensor:
+    if len(variances) != 4 or any(float(v) <= 0.0 for v in variances):
+        raise ValueError(f"variances must be 4 positive values, got {tuple(variances)}")
+    return tf.constant([float(v) for v in variances], dtype=dtype)
+
+
+def _check_last_axis(tensor: tf.Tensor, name: str) -> None:
+    rank = tensor.shape.rank
+    if rank is not None and (rank < 2 or tensor.shape[-1] not in (4, None)):
+        raise ValueError(f"{name} must have shape (..., N, 4), got {tensor.shape}")
+
+
+def encode_boxes(
+    boxes: tf.Tensor, anchors: tf.Tensor, variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2)
+) -> tf.Tensor:
+    """Regression targets of `boxes` relative to `anchors`.
+
+    Args:
+        boxes: (..., N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`, one box per anchor
+            (e.g. the ground truth matched to each anchor).
+        anchors: (N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`; broadcast over the
+            leading dims of `boxes`.
+        variances: (v0, v1, v2, v3), positive; (0.1, 0.1, 0.2, 0.2) for every SSD preset.
+
+    Returns:
+        (..., N, 4) float32 deltas `[tx, ty, tw, th]`.
+
+    Raises:
+        ValueError: if a shape's last axis is not 4 or a variance is not positive.
+    """
+    boxes = tf.convert_to_tensor(boxes, dtype=tf.float32)
+    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    _check_last_axis(boxes, "boxes")
+    _check_last_axis(anchors, "anchors")
+    scale = _variances_tensor(variances, tf.float32)
+    box_c = corners_to_centers(boxes)
+    anchor_c = corners_to_centers(anchors)
+    centre_delta = (box_c[..., :2] - anchor_c[..., :2]) / anchor_c[..., 2:]
+    size_delta = tf.math.log(tf.maximum(box_c[..., 2:], _MIN_SIZE) / anchor_c[..., 2:])
+    return tf.concat([centre_delta, size_delta], axis=-1) / scale
+
+
+def decode_boxes(
+    deltas: tf.Tensor, anchors: tf.Tensor, variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2)
+) -> tf.Tensor:
+    """Boxes from regression outputs `deltas` relative to `anchors` (inverse of `encode_boxes`).
+
+    Args:
+        deltas: (..., N, 4) float32 `[tx, ty, tw, th]` (the network's `bbox_regression`).
+        anchors: (N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`; broadcast over the
+            leading dims of `deltas`.
+        variances: (v0, v1, v2, v3), positive, the same as used for encoding.
+
+    Returns:
+        (..., N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`, not clipped. Sizes are
+        capped at 62.5 times the anchor size so the result is always finite.
+
+    Raises:
+        ValueError: if a shape's last axis is not 4 or a variance is not positive.
+    """
+    deltas = tf.convert_to_tensor(deltas, dtype=tf.float32)
+    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    _check_last_axis(deltas, "deltas")
+    _check_last_axis(anchors, "anchors")
+    scaled = deltas * _variances_tensor(variances, tf.float32)
+    anchor_c = corners_to_centers(anchors)
+    centre = anchor_c[..., :2] + scaled[..., :2] * anchor_c[..., 2:]
+    size = anchor_c[..., 2:] * tf.exp(tf.minimum(scaled[..., 2:], _MAX_LOG_SCALE))
+    return centers_to_corners(tf.concat([centre, size], axis=-1))
