@@ -1,0 +1,232 @@
+"""The dynamic batcher: one bounded queue that turns single requests into batched passes.
+
+Requests from every protocol `submit()` one model input each. A batch closes when it holds
+`max_batch_size` requests or when its oldest request has waited `max_batch_delay_s`. Before
+compute it drops requests whose client has gone (future cancelled) or whose deadline passed,
+pads the rest with zero images to the next of a few fixed sizes (`padded_batch_sizes`), so the
+compiled graph only ever sees those shapes, and runs `run_batch` in a single-thread executor
+off the event loop. A batch that raises fails only its own requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from service.errors import (
+    DeadlineExceededError,
+    InferenceFailedError,
+    NotServingError,
+    OverloadedError,
+)
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+RunBatch = Callable[[np.ndarray], Sequence[R]]
+
+
+def padded_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """Powers of two below `max_batch_size`, then `max_batch_size` itself: 6 -> (1, 2, 4, 6)."""
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    sizes = []
+    size = 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    sizes.append(max_batch_size)
+    return tuple(sizes)
+
+
+def pad_batch(images: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """Stack (H, W, 3) images and append zero images up to the smallest size in `sizes`.
+
+    Returns:
+        (P, H, W, 3) array, P = min(s for s in sizes if s >= len(images)).
+    """
+    target = next((s for s in sizes if s >= len(images)), None)
+    if target is None:
+        raise ValueError(f"batch of {len(images)} exceeds the largest padded size {max(sizes)}")
+    batch = np.zeros((target, *images[0].shape), dtype=images[0].dtype)
+    batch[: len(images)] = np.stack(images)
+    return batch
+
+
+@dataclass
+class _Request(Generic[R]):
+    image: np.ndarray
+    deadline: float  # event-loop time (loop.time())
+    enqueued: float  # event-loop time
+    future: asyncio.Future[R] = field(repr=False)
+
+
+class DynamicBatcher(Generic[R]):
+    """Collects requests into padded batches and resolves each request with its own result.
+
+    Args:
+        run_batch: (P, H, W, 3) padded batch -> sequence of at least P per-image results.
+            Called in a worker thread; may raise.
+        max_batch_size: largest number of real requests per pass.
+        max_batch_delay_s: longest time the oldest request waits for the batch to fill.
+        max_queue_size: queued requests beyond which `submit` raises `OverloadedError`.
+        metrics: where queue depth, queue wait, batch size and inference time go.
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch[R],
+        *,
+        max_batch_size: int,
+        max_batch_delay_s: float,
+        max_queue_size: int,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_s = max_batch_delay_s
+        self.max_queue_size = max_queue_size
+        self.batch_sizes = padded_batch_sizes(max_batch_size)
+        self.metrics = metrics or ServiceMetrics()
+        self._queue: collections.deque[_Request[R]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssd-infer")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._busy = False
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the batching loop on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def submit(self, image: np.ndarray, deadline: float) -> R:
+        """Queue one (H, W, 3) model input and wait for its result.
+
+        Args:
+            deadline: event-loop time (`loop.time()`) after which the request is abandoned.
+        Raises:
+            OverloadedError: the queue holds `max_queue_size` requests.
+            NotServingError: the batcher is closing.
+            DeadlineExceededError: the deadline passed before the result was ready.
+            InferenceFailedError: the forward pass of this request's batch raised.
+        """
+        if self._closing:
+            raise NotServingError("service is shutting down")
+        if len(self._queue) >= self.max_queue_size:
+            raise OverloadedError(f"queue is full ({self.max_queue_size} requests waiting)")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        request = _Request(
+            image=image, deadline=deadline, enqueued=now, future=loop.create_future()
+        )
+        self._queue.append(request)
+        self.metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+        try:
+            # wait_for cancels the future on timeout or when the caller is cancelled, and the
+            # batching loop skips cancelled futures: that is how abandoned requests are dropped.
+            return await asyncio.wait_for(request.future, timeout=max(deadline - now, 0.0))
+        except TimeoutError:
+            raise DeadlineExceededError(
+                "request deadline exceeded before inference finished"
+            ) from None
+
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Refuse new requests, finish the queued and running ones, then stop the loop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                logger.warning("batcher drain timed out with %d queued", len(self._queue))
+                self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._wait_until_full_or_due(loop)
+            batch = [
+                self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
+            ]
+            self.metrics.queue_depth.set(len(self._queue))
+            live = self._drop_abandoned(batch, loop.time())
+            if live:
+                await self._compute(live, loop)
+
+    async def _wait_until_full_or_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        close_at = self._queue[0].enqueued + self.max_batch_delay_s
+        while len(self._queue) < self.max_batch_size and not self._closing:
+            remaining = close_at - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _drop_abandoned(self, batch: list[_Request[R]], now: float) -> list[_Request[R]]:
+        live = []
+        for request in batch:
+            if request.future.done():  # cancelled by its client or timed out in submit()
+                continue
+            if now >= request.deadline:
+                request.future.set_exception(
+                    DeadlineExceededError("request deadline exceeded while queued")
+                )
+                continue
+            self.metrics.queue_wait.observe(now - request.enqueued)
+            live.append(request)
+        return live
+
+    async def _compute(self, batch: list[_Request[R]], loop: asyncio.AbstractEventLoop) -> None:
+        padded = pad_batch([r.image for r in batch], self.batch_sizes)
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self.run_batch, padded)
+            if len(results) < len(batch):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
+        except Exception as error:  # a failing batch fails its requests, never the loop
+            logger.exception("forward pass of a batch of %d failed", len(batch))
+            for request in batch:
+                _resolve(request.future, error=InferenceFailedError(f"inference failed: {error}"))
+            return
+        finally:
+            self.metrics.inference_time.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(batch))
+        for request, result in zip(batch, results, strict=False):
+            _resolve(request.future, result=result)
+
+
+def _resolve(
+    future: asyncio.Future[Any], *, result: Any = None, error: Exception | None = None
+) -> None:
+    if future.done():  # the client gave up while the batch was running
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,185 @@
+"""The gRPC API (grpc.aio): `ssd.v1.Detector` plus `grpc.health.v1` health and reflection.
+
+The servicer translates protobuf messages to and from `Runtime.detect`; status codes come from
+`service.errors`. `StreamDetect` handles the requests of one stream concurrently and answers in
+completion order, each response carrying its request's `request_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service._codegen import ensure_generated
+
+ensure_generated()
+
+from service._generated import detector_pb2, detector_pb2_grpc  # noqa: E402
+from service.errors import ServiceError  # noqa: E402
+from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name  # "ssd.v1.Detector"
+
+
+class DetectorServicer(detector_pb2_grpc.DetectorServicer):
+    """`ssd.v1.Detector` over a shared `Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def Detect(  # noqa: N802 - name fixed by the proto
+        self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.DetectResponse:
+        started = time.perf_counter()
+        try:
+            result = await self.runtime.detect(
+                request.image, _params(request), timeout_s=context.time_remaining()
+            )
+        except ServiceError as error:
+            self._observe(error.grpc_code, started)
+            await context.abort(error.grpc_code, error.message)
+        self._observe(grpc.StatusCode.OK, started)
+        return _to_response(request.request_id, result)
+
+    async def StreamDetect(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[detector_pb2.DetectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[detector_pb2.DetectResponse]:
+        responses: asyncio.Queue[detector_pb2.DetectResponse | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_stream(request_iterator, context, responses))
+        try:
+            while (response := await responses.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+
+    async def GetModel(  # noqa: N802
+        self, request: detector_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.ModelInfo:
+        try:
+            info = self.runtime.model_info()
+        except ServiceError as error:
+            await context.abort(error.grpc_code, error.message)
+        return detector_pb2.ModelInfo(
+            name=info["name"],
+            version=info["version"],
+            input_height=info["input_height"],
+            input_width=info["input_width"],
+            class_names=info["class_names"],
+            config_json=json.dumps(info["config"]),
+        )
+
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[detector_pb2.DetectRequest],
+        context: grpc.aio.ServicerContext,
+        responses: asyncio.Queue[detector_pb2.DetectResponse | None],
+    ) -> None:
+        """Start one task per incoming request; put None on `responses` when all are answered."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            async for request in requests:
+                task = asyncio.create_task(self._answer(request, context, responses))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            responses.put_nowait(None)
+
+    async def _answer(
+        self,
+        request: detector_pb2.DetectRequest,
+        context: grpc.aio.ServicerContext,
+        responses: asyncio.Queue[detector_pb2.DetectResponse | None],
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            result = await self.runtime.detect(
+                request.image, _params(request), timeout_s=context.time_remaining()
+            )
+        except ServiceError as error:
+            self._observe(error.grpc_code, started)
+            error_pb = detector_pb2.Error(code=error.grpc_code.value[0], message=error.message)
+            responses.put_nowait(
+                detector_pb2.DetectResponse(request_id=request.request_id, error=error_pb)
+            )
+            return
+        self._observe(grpc.StatusCode.OK, started)
+        responses.put_nowait(_to_response(request.request_id, result))
+
+    def _observe(self, code: grpc.StatusCode, started: float) -> None:
+        self.runtime.metrics.observe_request("grpc", code.name, time.perf_counter() - started)
+
+
+def build_server(
+    runtime: Runtime, address: str
+) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
+    """A grpc.aio server with the detector, health and reflection services, bound to `address`.
+
+    Returns:
+        The server (not started), the bound port (useful with port 0) and the health servicer,
+        whose status starts NOT_SERVING; `set_serving` flips it.
+    """
+    server = grpc.aio.server()
+    detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    set_serving(health_servicer, False)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind the gRPC server to {address}")
+    return server, port, health_servicer
+
+
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    """Report SERVING / NOT_SERVING for the whole server ("") and for `ssd.v1.Detector`."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, status)
+
+
+def _params(request: detector_pb2.DetectRequest) -> DetectParams:
+    return DetectParams(
+        score_threshold=(request.score_threshold if request.HasField("score_threshold") else None),
+        max_detections=request.max_detections if request.HasField("max_detections") else None,
+        classes=tuple(request.classes),
+    )
+
+
+def _to_response(request_id: str, result: DetectResult) -> detector_pb2.DetectResponse:
+    return detector_pb2.DetectResponse(
+        request_id=request_id,
+        model_name=result.model_name,
+        model_version=result.model_version,
+        image_width=result.width,
+        image_height=result.height,
+        detections=[
+            detector_pb2.Detection(
+                label=d.label,
+                class_id=d.class_id,
+                score=d.score,
+                box=detector_pb2.Box(xmin=d.box[0], ymin=d.box[1], xmax=d.box[2], ymax=d.box[3]),
+            )
+            for d in result.detections
+        ],
+    )

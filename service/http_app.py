@@ -1,0 +1,264 @@
+"""The HTTP API (FastAPI): `POST /detect`, `/healthz`, `/readyz`, `/model`, `/metrics`, `/docs`.
+
+`create_app(settings, runtime=None)` builds the app. Given a `Runtime` (as `service.__main__`
+does, to share it with gRPC) the app serves it; without one the app's lifespan creates,
+starts and drains its own, so `uvicorn` alone can run it. Nothing heavy happens at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from service.errors import (
+    ClientGoneError,
+    ImageTooLargeError,
+    InvalidImageError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+    retry_after_s,
+)
+from service.metrics import CONTENT_TYPE
+from service.runtime import DetectParams, DetectResult, Runtime
+from service.settings import Settings
+
+T = TypeVar("T")
+
+
+class BoxOut(BaseModel):
+    """[xmin, ymin, xmax, ymax] in original-image pixels."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+class DetectionOut(BaseModel):
+    label: str
+    class_id: int = Field(description="Model label, 1..num_classes-1 (0 is background).")
+    score: float
+    box: BoxOut
+
+
+class DetectResponse(BaseModel):
+    model_name: str
+    model_version: str
+    width: int = Field(description="Original image width in pixels (after EXIF orientation).")
+    height: int = Field(description="Original image height in pixels.")
+    detections: list[DetectionOut] = Field(description="Sorted by score, highest first.")
+
+
+class ModelResponse(BaseModel):
+    name: str
+    version: str
+    class_names: list[str] = Field(description="Foreground classes; class_names[i] is label i+1.")
+    input_height: int
+    input_width: int
+    config: dict[str, Any]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+_DETECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+detect_router = APIRouter(tags=["detection"])
+ops_router = APIRouter(tags=["operations"])
+
+
+@detect_router.post("/detect", response_model=DetectResponse, openapi_extra=_DETECT_BODY)
+async def detect(
+    request: Request,
+    runtime: RuntimeDep,
+    score_threshold: Annotated[float | None, Query(description="Minimum score, 0..1.")] = None,
+    max_detections: Annotated[int | None, Query(description="At most this many.")] = None,
+    classes: Annotated[
+        str | None, Query(description="Comma-separated class names or label ids to keep.")
+    ] = None,
+) -> DetectResponse | JSONResponse:
+    """Detect objects in one image, sent as multipart field `image` or as an `image/*` body."""
+    started = time.perf_counter()
+    try:
+        data = await _read_image(request, runtime.settings.max_image_bytes)
+        params = DetectParams(
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+            classes=tuple(c for c in (classes or "").split(",") if c.strip()),
+        )
+        result = await _cancel_on_disconnect(request, runtime.detect(data, params))
+    except ServiceError as error:
+        runtime.metrics.observe_request(
+            "http", str(error.http_status), time.perf_counter() - started
+        )
+        return error_response(error)
+    runtime.metrics.observe_request("http", "200", time.perf_counter() - started)
+    return _to_response(result)
+
+
+@ops_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process serves HTTP."""
+    return {"status": "ok"}
+
+
+@ops_router.get("/readyz", responses={503: {"description": "Loading or shutting down."}})
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """Readiness: model loaded, every padded batch size warmed up, not shutting down."""
+    if runtime.ready:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)
+
+
+@ops_router.get("/model", response_model=ModelResponse)
+async def model(runtime: RuntimeDep) -> ModelResponse | JSONResponse:
+    """The served model: name, version, classes, input size, configuration."""
+    try:
+        return ModelResponse(**runtime.model_info())
+    except ServiceError as error:
+        return error_response(error)
+
+
+@ops_router.get("/metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """The FastAPI app. Without `runtime`, its lifespan owns a new one (load, warm up, drain)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        owned = Runtime(settings)
+        app.state.runtime = owned
+        await owned.start()
+        yield
+        await owned.drain()
+
+    app = FastAPI(
+        title="SSD detection service",
+        version="1",
+        lifespan=lifespan,
+        description="SSD object detection. Boxes are [xmin, ymin, xmax, ymax] in image pixels.",
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    app.include_router(detect_router)
+    app.include_router(ops_router)
+    return app
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    """The one mapping of a `ServiceError` to an HTTP response: status, detail, Retry-After."""
+    headers = {}
+    retry = retry_after_s(error)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse({"detail": error.message}, status_code=error.http_status, headers=headers)
+
+
+async def _read_image(request: Request, max_bytes: int) -> bytes:
+    """The image bytes of a multipart (`image` field) or raw `image/*` request."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    # Multipart framing adds a few hundred bytes; refuse obviously oversized bodies unread.
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise ImageTooLargeError(
+            f"request body is {declared} bytes, the limit is {max_bytes} bytes"
+        )
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise InvalidImageError("multipart request has no file field named 'image'")
+        data = await upload.read(max_bytes + 1)
+    elif content_type.startswith("image/"):
+        data = await _read_body(request, max_bytes)
+    else:
+        raise UnsupportedMediaTypeError(
+            f"unsupported content type {content_type or '(none)'!r}; send multipart/form-data "
+            "with a file field 'image', or the raw image with an image/* content type"
+        )
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"image is over the limit of {max_bytes} bytes")
+    return data
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ImageTooLargeError(f"image is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (its request is dropped)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientGoneError("client disconnected before the response was ready")
+    return task.result()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    receive: Callable[[], Awaitable[dict[str, Any]]] = request.receive
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _to_response(result: DetectResult) -> DetectResponse:
+    return DetectResponse(
+        model_name=result.model_name,
+        model_version=result.model_version,
+        width=result.width,
+        height=result.height,
+        detections=[
+            DetectionOut(
+                label=d.label,
+                class_id=d.class_id,
+                score=d.score,
+                box=BoxOut(xmin=d.box[0], ymin=d.box[1], xmax=d.box[2], ymax=d.box[3]),
+            )
+            for d in result.detections
+        ],
+    )

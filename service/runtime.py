@@ -1,0 +1,220 @@
+"""What both protocols share: the loaded detector, the batcher, the decode pool and the state.
+
+`Runtime.detect` is the one request path (decode in the worker pool, batch, scale boxes); the
+HTTP app and the gRPC servicer only translate their wire formats to and from it.
+Lifecycle: `start()` loads and warms up the model, then `ready` turns true; `begin_shutdown()`
+turns `ready` false and refuses new requests; `drain()` waits for accepted ones to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from service.batcher import DynamicBatcher
+from service.detector import (
+    Detection,
+    Detector,
+    RawDetections,
+    load_detector,
+    to_pixel_detections,
+)
+from service.errors import InvalidParameterError, NotServingError
+from service.images import prepare_image
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Per-request options; None means the service default from `Settings`.
+
+    `classes` holds class names or label ids as strings ("circle", "1"); empty keeps all.
+    """
+
+    score_threshold: float | None = None
+    max_detections: int | None = None
+    classes: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """Detections of one image, boxes in its original pixels, sorted by score."""
+
+    model_name: str
+    model_version: str
+    width: int
+    height: int
+    detections: list[Detection]
+
+
+class Runtime:
+    """One model, one batcher and one decode pool, shared by every protocol.
+
+    Args:
+        settings: the service settings.
+        loader: builds the `Detector` (blocking; run in a thread). Default: load
+            `settings.model_path` or the embedded model. Tests pass a small model here.
+    """
+
+    def __init__(self, settings: Settings, loader: Callable[[], Detector] | None = None) -> None:
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self._loader = loader or (
+            lambda: load_detector(settings.model_path, settings.model_version)
+        )
+        self.detector: Detector | None = None
+        self.batcher: DynamicBatcher[RawDetections] | None = None
+        self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._accepting = True
+        self._ready = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded, every padded batch size warmed up, not shutting down."""
+        return self._ready and self._accepting
+
+    async def start(self) -> None:
+        """Load and warm up the model off the event loop, then start batching."""
+        detector = await asyncio.to_thread(self._loader)
+        batcher = DynamicBatcher(
+            detector.predict_batch,
+            max_batch_size=self.settings.max_batch_size,
+            max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
+            max_queue_size=self.settings.max_queue_size,
+            metrics=self.metrics,
+        )
+        await asyncio.to_thread(detector.warm_up, batcher.batch_sizes)
+        self.detector, self.batcher = detector, batcher
+        batcher.start()
+        self._ready = True
+        logger.info("ready: serving %s version %s", detector.name, detector.version)
+
+    def begin_shutdown(self) -> None:
+        """Readiness false; new requests get `NotServingError`."""
+        self._accepting = False
+        logger.info("shutting down: refusing new requests, %d in flight", self._in_flight)
+
+    async def drain(self) -> None:
+        """Wait (up to `shutdown_grace_s`) for accepted requests, then stop the batcher."""
+        self.begin_shutdown()
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            logger.warning("drain timed out with %d requests in flight", self._in_flight)
+        if self.batcher is not None:
+            await self.batcher.close(timeout_s=1.0)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def detect(
+        self, data: bytes, params: DetectParams, timeout_s: float | None = None
+    ) -> DetectResult:
+        """Detect objects in one encoded image.
+
+        Args:
+            data: encoded image bytes.
+            params: per-request options.
+            timeout_s: time left for the request; capped by `settings.request_timeout_s`.
+        Raises:
+            ServiceError subclasses (see `service.errors`), mapped to a status by the caller.
+        """
+        if not self.ready or self.detector is None or self.batcher is None:
+            raise NotServingError(
+                "service is shutting down" if not self._accepting else "model is not loaded yet"
+            )
+        detector, batcher = self.detector, self.batcher
+        score_threshold, max_detections, classes = self._resolve_params(params, detector)
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.request_timeout_s
+        deadline = loop.time() + (timeout if timeout_s is None else min(timeout, timeout_s))
+        self._enter()
+        try:
+            image = await loop.run_in_executor(
+                self._decode_pool,
+                lambda: prepare_image(
+                    data,
+                    detector.input_size,
+                    max_bytes=self.settings.max_image_bytes,
+                    max_pixels=self.settings.max_image_pixels,
+                ),
+            )
+            raw = await batcher.submit(image.pixels, deadline)
+        finally:
+            self._leave()
+        detections = to_pixel_detections(
+            raw,
+            width=image.width,
+            height=image.height,
+            label_names=detector.config.label_names,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+            classes=classes,
+        )
+        return DetectResult(detector.name, detector.version, image.width, image.height, detections)
+
+    def model_info(self) -> dict[str, Any]:
+        """Name, version, classes, input size and the full config of the served model."""
+        if self.detector is None:
+            raise NotServingError("model is not loaded yet")
+        config = self.detector.config
+        return {
+            "name": self.detector.name,
+            "version": self.detector.version,
+            "class_names": list(config.class_names),
+            "input_height": config.image_size[0],
+            "input_width": config.image_size[1],
+            "config": config.to_dict(),
+        }
+
+    def _resolve_params(
+        self, params: DetectParams, detector: Detector
+    ) -> tuple[float, int, frozenset[int] | None]:
+        score = self.settings.score_threshold
+        if params.score_threshold is not None:
+            score = params.score_threshold
+        if not 0.0 <= score <= 1.0:
+            raise InvalidParameterError(f"score_threshold must be in [0, 1], got {score}")
+        count = (
+            self.settings.max_detections if params.max_detections is None else params.max_detections
+        )
+        if count < 1:
+            raise InvalidParameterError(f"max_detections must be >= 1, got {count}")
+        return score, count, _resolve_classes(params.classes, detector.config.label_names)
+
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+
+def _resolve_classes(requested: Sequence[str], label_names: Sequence[str]) -> frozenset[int] | None:
+    """Class names or label ids (as strings) -> labels; empty -> None (keep all)."""
+    if not requested:
+        return None
+    by_name = {name: label for label, name in enumerate(label_names) if label > 0}
+    labels = set()
+    for item in requested:
+        item = item.strip()
+        if item in by_name:
+            labels.add(by_name[item])
+        elif item.isdigit() and 1 <= int(item) < len(label_names):
+            labels.add(int(item))
+        else:
+            raise InvalidParameterError(
+                f"unknown class {item!r}; expected a name in {sorted(by_name)} "
+                f"or a label id 1..{len(label_names) - 1}"
+            )
+    return frozenset(labels)

@@ -1,0 +1,62 @@
+"""Service settings, read from `SSD_*` environment variables (pydantic-settings).
+
+Every field is documented in the README's "The service" section with its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Configuration of one service process. `SSD_MAX_BATCH_SIZE=16` sets `max_batch_size`."""
+
+    model_config = SettingsConfigDict(env_prefix="SSD_", protected_namespaces=(), frozen=True)
+
+    model_path: Path | None = Field(
+        default=None,
+        description="A .keras model to serve; unset: the embedded default model.",
+    )
+    model_version: str | None = Field(
+        default=None, description="Version string reported to clients; unset: file hash."
+    )
+    host: str = Field(default="0.0.0.0", description="Interface both servers bind to.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free).")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: any free).")
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="Largest batch per pass.")
+    max_batch_delay_ms: float = Field(
+        default=5.0, ge=0.0, le=10_000.0, description="Longest wait for a batch to fill, ms."
+    )
+    max_queue_size: int = Field(
+        default=64, ge=1, description="Queued requests before 503 / RESOURCE_EXHAUSTED."
+    )
+    request_timeout_s: float = Field(
+        default=10.0, gt=0.0, description="Deadline of a request without a gRPC deadline, s."
+    )
+    score_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Default minimum detection score."
+    )
+    max_detections: int = Field(default=100, ge=1, description="Default detections per image.")
+    max_image_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="Largest accepted encoded image, bytes."
+    )
+    max_image_pixels: int = Field(
+        default=50_000_000, ge=1, description="Largest accepted width * height (before decode)."
+    )
+    decode_workers: int = Field(default=4, ge=1, description="Threads decoding images.")
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0.0, description="Longest drain of queued requests on SIGTERM, s."
+    )
+    log_level: LogLevel = Field(default="INFO", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _check_model_path(self) -> Settings:
+        if self.model_path is not None and not self.model_path.exists():
+            raise ValueError(f"SSD_MODEL_PATH points to {self.model_path}, which does not exist")
+        return self
