@@ -1,0 +1,284 @@
+"""The SSD network: sizes, parameter counts, head layout, serialisation, inference mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ssd_core.anchors import generate_anchors
+from ssd_core.backbones import feature_map_sizes
+from ssd_core.config import SSDConfig
+from ssd_core.heads import build_heads
+from ssd_core.model import SSD, build_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRESETS = ("ssd300_voc", "ssd300_coco", "ssd512_voc", "ssd512_coco", "ssd7")
+
+# A small SSD7 for real forward passes: feature maps 8x12, 4x6, 2x3, 1x1 (A = 4 boxes each).
+TINY_SSD7 = SSDConfig.preset("ssd7", image_size=(64, 96))
+
+
+@pytest.fixture(scope="module")
+def ssd300() -> SSD:
+    return build_model(SSDConfig.preset("ssd300_voc"))
+
+
+@pytest.fixture(scope="module")
+def ssd512() -> SSD:
+    return build_model(SSDConfig.preset("ssd512_voc"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ssd7() -> SSD:
+    keras.utils.set_random_seed(0)
+    return build_model(TINY_SSD7)
+
+
+def _images(config: SSDConfig, batch: int, seed: int = 0) -> np.ndarray:
+    height, width = config.image_size
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(batch, height, width, 3)).astype(np.uint8)
+
+
+# Parameter counts of the published Caffe models (VGG_VOC0712_SSD_300x300 / _512x512).
+
+
+def test_ssd300_voc_has_the_caffe_parameter_count(ssd300):
+    assert ssd300.count_params() == 26_285_486
+
+
+def test_ssd512_voc_has_the_caffe_parameter_count(ssd512):
+    assert ssd512.count_params() == 27_188_676
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_built_feature_maps_match_feature_map_sizes(preset):
+    config = SSDConfig.preset(preset)
+    model = build_model(config)
+    built = [tuple(model.get_layer(name).output.shape[1:3]) for name in config.source_layers]
+    assert built == list(feature_map_sizes(config))
+
+
+def test_ssd300_training_outputs_have_one_row_per_anchor(ssd300):
+    shapes = {key: tuple(tensor.shape) for key, tensor in ssd300.output.items()}
+    assert shapes == {"cls_logits": (None, 8732, 21), "bbox_regression": (None, 8732, 4)}
+
+
+def test_ssd512_training_outputs_have_one_row_per_anchor(ssd512):
+    assert tuple(ssd512.output["bbox_regression"].shape) == (None, 24564, 4)
+
+
+def test_ssd300_has_caffe_layer_names_and_kernel_shapes(ssd300):
+    # (kh, kw, in, out) of Caffe's (out, in, kh, kw) blobs in VGG_VOC0712_SSD_300x300.
+    expected = {
+        "conv1_1": (3, 3, 3, 64),
+        "conv5_3": (3, 3, 512, 512),
+        "fc6": (3, 3, 512, 1024),
+        "fc7": (1, 1, 1024, 1024),
+        "conv6_2": (3, 3, 256, 512),
+        "conv9_2": (3, 3, 128, 256),
+        "conv4_3_norm_mbox_loc": (3, 3, 512, 16),
+        "conv4_3_norm_mbox_conf": (3, 3, 512, 84),
+        "fc7_mbox_conf": (3, 3, 1024, 126),
+        "conv9_2_mbox_loc": (3, 3, 256, 16),
+    }
+    got = {name: tuple(ssd300.get_layer(name).kernel.shape) for name in expected}
+    assert got == expected
+    assert tuple(ssd300.get_layer("conv4_3_norm").scale.shape) == (512,)
+    assert ssd300.get_layer("fc6").dilation_rate == (6, 6)
+
+
+def test_ssd512_has_conv10_2_with_a_4x4_kernel(ssd512):
+    assert tuple(ssd512.get_layer("conv10_2").kernel.shape) == (4, 4, 128, 256)
+
+
+def test_conv4_3_norm_scale_starts_at_20(ssd300):
+    np.testing.assert_array_equal(ssd300.get_layer("conv4_3_norm").scale.numpy(), 20.0)
+
+
+def test_vgg16_rejects_source_layers_it_does_not_produce():
+    config = SSDConfig.preset("ssd300_voc").replace(
+        source_layers=("conv4_3", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2")
+    )
+    with pytest.raises(ValueError, match="needs source_layers"):
+        build_model(config)
+
+
+def test_build_model_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        build_model(TINY_SSD7, mode="train")
+
+
+def test_tiny_ssd7_forward_gives_one_row_per_anchor(tiny_ssd7):
+    outputs = tiny_ssd7(_images(TINY_SSD7, 2))
+    n_anchors = len(generate_anchors(TINY_SSD7))
+    assert n_anchors == (8 * 12 + 4 * 6 + 2 * 3 + 1) * 4
+    assert tuple(outputs["cls_logits"].shape) == (2, n_anchors, 6)
+    assert tuple(outputs["bbox_regression"].shape) == (2, n_anchors, 4)
+
+
+def test_model_accepts_uint8_and_float_images_alike(tiny_ssd7):
+    images = _images(TINY_SSD7, 1)
+    from_uint8 = tiny_ssd7(images)["cls_logits"].numpy()
+    from_float = tiny_ssd7(images.astype(np.float32))["cls_logits"].numpy()
+    np.testing.assert_allclose(from_uint8, from_float, rtol=1e-6, atol=1e-6)
+
+
+# Head layout: output row i must be anchor i of generate_anchors.
+
+
+def _layer_offsets(config: SSDConfig) -> list[int]:
+    counts = [
+        h * w * a
+        for (h, w), a in zip(feature_map_sizes(config), config.boxes_per_location, strict=True)
+    ]
+    return [int(v) for v in np.cumsum([0, *counts])]
+
+
+@pytest.mark.parametrize(
+    ("head", "layer", "channel", "values"),
+    [
+        ("conv5_mbox_loc", 1, 2 * 4 + 3, 4),  # box 2, coordinate 3
+        ("conv6_mbox_conf", 2, 3 * 6 + 4, 6),  # box 3, class 4
+    ],
+)
+def test_head_bias_moves_the_rows_of_its_layer_and_box(tiny_ssd7, head, layer, channel, values):
+    images = _images(TINY_SSD7, 1, seed=3)
+    key = "bbox_regression" if values == 4 else "cls_logits"
+    conv = tiny_ssd7.get_layer(head)
+    saved = conv.get_weights()
+    try:
+        before = tiny_ssd7(images)[key].numpy()[0]
+        kernel, bias = np.zeros_like(saved[0]), np.zeros_like(saved[1])
+        bias[channel] = 1.0
+        conv.set_weights([kernel, bias])
+        after = tiny_ssd7(images)[key].numpy()[0]
+    finally:
+        conv.set_weights(saved)
+    boxes = TINY_SSD7.boxes_per_location[layer]
+    box, value = divmod(channel, values)
+    offsets = _layer_offsets(TINY_SSD7)
+    start, stop = offsets[layer], offsets[layer + 1]
+    # Inside the layer: 1 at (every cell's row for `box`, `value`), 0 elsewhere.
+    expected = np.zeros((stop - start, values), np.float32)
+    expected[box::boxes, value] = 1.0
+    np.testing.assert_allclose(after[start:stop], expected, atol=1e-6)
+    # Outside the layer nothing moves.
+    np.testing.assert_array_equal(
+        np.delete(after, np.s_[start:stop], axis=0), np.delete(before, np.s_[start:stop], axis=0)
+    )
+
+
+def _one_hot_heads_output(config: SSDConfig, layer: int, row: int, col: int, channel: int):
+    """Heads of `config` over 1-channel features that are zero except one pixel of `layer`,
+    all head kernels zero except the centre tap from that channel to output `channel`."""
+    inputs = {
+        name: keras.Input((h, w, 1), name=name)
+        for name, (h, w) in zip(config.source_layers, feature_map_sizes(config), strict=True)
+    }
+    heads = keras.Model(inputs, build_heads(config, inputs))
+    for weights_layer in heads.layers:
+        if weights_layer.weights:
+            weights_layer.set_weights([np.zeros_like(w) for w in weights_layer.get_weights()])
+    features = {
+        name: np.zeros((1, h, w, 1), np.float32)
+        for name, (h, w) in zip(config.source_layers, feature_map_sizes(config), strict=True)
+    }
+    source = config.source_layers[layer]
+    features[source][0, row, col, 0] = 1.0
+    return heads, features, source
+
+
+@pytest.mark.parametrize(
+    ("layer", "row", "col", "box", "coord"),
+    [(1, 7, 11, 3, 2), (3, 2, 4, 5, 1)],  # fc7 box 3 (ar 0.5), conv7_2 box 5 (ar 1/3)
+)
+def test_loc_head_row_for_pixel_and_box_is_the_anchor_there(layer, row, col, box, coord):
+    config = SSDConfig.preset("ssd300_voc")
+    heads, features, source = _one_hot_heads_output(config, layer, row, col, box * 4 + coord)
+    kernel = heads.get_layer(f"{source}_mbox_loc").kernel
+    value = np.zeros(kernel.shape, np.float32)
+    value[1, 1, 0, box * 4 + coord] = 1.0
+    kernel.assign(value)
+    loc = heads.predict(features, verbose=0)["bbox_regression"][0]
+    rows, cols = np.nonzero(loc)
+    assert cols.tolist() == [coord]
+    anchor = generate_anchors(config)[rows[0]]
+    step = config.steps[layer]
+    centre = np.array([(col + 0.5) * step, (row + 0.5) * step]) / 300.0
+    np.testing.assert_allclose((anchor[:2] + anchor[2:]) / 2, centre, atol=1e-6)
+    # The box's shape, by the PriorBox formula: min_size * sqrt(ar) wide, min_size / sqrt(ar) high.
+    min_size = {1: 60.0, 3: 162.0}[layer]
+    ratio = config.aspect_ratios[layer][box - 1]  # box 0: ar 1, box 1: sqrt box, then ratios
+    width, height = anchor[2:] - anchor[:2]
+    np.testing.assert_allclose(
+        [width, height],
+        np.array([np.sqrt(ratio), 1 / np.sqrt(ratio)]) * min_size / 300.0,
+        rtol=1e-5,
+    )
+
+
+def test_conf_head_row_for_pixel_and_box_is_the_anchor_there():
+    config = SSDConfig.preset("ssd300_voc")
+    layer, row, col, box, cls = 2, 6, 3, 4, 15  # conv6_2, box 4 (ar 3), class "person"
+    heads, features, source = _one_hot_heads_output(config, layer, row, col, box * 21 + cls)
+    kernel = heads.get_layer(f"{source}_mbox_conf").kernel
+    value = np.zeros(kernel.shape, np.float32)
+    value[1, 1, 0, box * 21 + cls] = 1.0
+    kernel.assign(value)
+    conf = heads.predict(features, verbose=0)["cls_logits"][0]
+    rows, cols = np.nonzero(conf)
+    assert cols.tolist() == [cls]
+    offsets = _layer_offsets(config)
+    assert rows.tolist() == [offsets[layer] + (row * 10 + col) * 6 + box]
+
+
+# Serialisation.
+
+
+def test_ssd_config_round_trip_keeps_non_default_arguments():
+    model = SSD(TINY_SSD7, mode="training", decoder="fast", score_threshold=0.3, top_k=50)
+    clone = SSD.from_config(model.get_config())
+    assert clone.ssd_config == TINY_SSD7
+    assert (clone.decoder, clone.decoder_options) == ("fast", model.decoder_options)
+    assert clone.decoder_options["score_threshold"] == 0.3
+    assert clone.decoder_options["top_k"] == 50
+
+
+def test_saved_model_loads_in_a_fresh_process_with_identical_outputs(tiny_ssd7, tmp_path):
+    path = tmp_path / "tiny.keras"
+    tiny_ssd7.save(path)
+    images = _images(TINY_SSD7, 2, seed=5)
+    np.save(tmp_path / "images.npy", images)
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, keras
+        import ssd_core
+        model = keras.saving.load_model({str(path)!r})
+        out = model(np.load({str(tmp_path / "images.npy")!r}))
+        np.save({str(tmp_path / "loc.npy")!r}, out["bbox_regression"].numpy())
+        np.save({str(tmp_path / "conf.npy")!r}, out["cls_logits"].numpy())
+        print(json.dumps({{"type": type(model).__name__, "config": model.ssd_config.to_dict()}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["type"] == "SSD"
+    assert SSDConfig.from_dict(loaded["config"]) == TINY_SSD7
+    expected = tiny_ssd7(images)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "loc.npy"), expected["bbox_regression"].numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "conf.npy"), expected["cls_logits"].numpy(), atol=1e-5
+    )
