@@ -16,7 +16,6 @@ its graph also swaps RGB to BGR before conv1_1, so the arrays are used unchanged
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -62,26 +61,6 @@ def read_ssd_keras_h5(path: str | Path) -> KerasWeights:
             if arrays:
                 weights[layer_name] = arrays
     return weights
-
-
-def write_ssd_keras_h5(path: str | Path, weights: Mapping[str, Sequence[np.ndarray]]) -> None:
-    """Write `{layer: [arrays]}` in the Keras 2 `save_weights` layout (used to make test files).
-
-    Weight names follow Conv2D (`kernel:0`, `bias:0`) for two arrays and `gamma:0` for one.
-    """
-    with h5py.File(path, "w") as file:
-        file.attrs["layer_names"] = np.array([name.encode() for name in weights])
-        file.attrs["backend"] = b"tensorflow"
-        file.attrs["keras_version"] = b"2.2.4"
-        for layer_name, arrays in weights.items():
-            group = file.create_group(layer_name)
-            suffixes = ("kernel:0", "bias:0") if len(arrays) == 2 else ("gamma:0",)
-            if len(arrays) not in (1, 2):
-                suffixes = tuple(f"weight_{i}:0" for i in range(len(arrays)))
-            names = [f"{layer_name}/{suffix}" for suffix in suffixes]
-            group.attrs["weight_names"] = np.array([name.encode() for name in names])
-            for name, array in zip(names, arrays, strict=True):
-                group.create_dataset(name, data=np.asarray(array, dtype=np.float32))
 
 
 def load_ssd_keras_weights(model: keras.Model, path: str | Path, base_only: bool = False) -> None:
