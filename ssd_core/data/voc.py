@@ -134,6 +134,41 @@ def _names_in_split(root: Path, ids: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def write_voc_annotation(
+    path: str | Path,
+    filename: str,
+    width: int,
+    height: int,
+    objects: Sequence[tuple[str, Sequence[float], bool, bool]],
+) -> None:
+    """Write one VOC XML annotation.
+
+    Args:
+        path: the `.xml` file to write.
+        filename: image file name inside `JPEGImages/`.
+        width, height: image size in pixels.
+        objects: (class name, VOC pixel box [xmin, ymin, xmax, ymax], difficult, truncated).
+    """
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = filename
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(int(value))
+    ET.SubElement(root, "segmented").text = "0"
+    for name, box, difficult, truncated in objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = str(int(truncated))
+        ET.SubElement(obj, "difficult").text = str(int(difficult))
+        bndbox = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
+            ET.SubElement(bndbox, tag).text = f"{float(value):g}"
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="unicode")
+
+
 def parse_voc(
     root: str | Path,
     split: str,
