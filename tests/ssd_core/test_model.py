@@ -16,7 +16,8 @@ from ssd_core.anchors import generate_anchors
 from ssd_core.backbones import feature_map_sizes
 from ssd_core.config import SSDConfig
 from ssd_core.heads import build_heads
-from ssd_core.model import SSD, build_model
+from ssd_core.model import SSD, build_model, to_inference
+from ssd_core.postprocess import DetectionDecoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ("ssd300_voc", "ssd300_coco", "ssd512_voc", "ssd512_coco", "ssd7")
@@ -282,3 +283,54 @@ def test_saved_model_loads_in_a_fresh_process_with_identical_outputs(tiny_ssd7, 
     np.testing.assert_allclose(
         np.load(tmp_path / "conf.npy"), expected["cls_logits"].numpy(), atol=1e-5
     )
+
+
+# Inference mode (decoder from ssd_core.postprocess).
+
+
+def test_ssd300_inference_outputs_are_padded_detections():
+    model = build_model(SSDConfig.preset("ssd300_voc"), mode="inference", max_detections=200)
+    specs = {key: (tuple(t.shape), t.dtype) for key, t in model.output.items()}
+    assert specs == {
+        "boxes": ((None, 200, 4), "float32"),
+        "scores": ((None, 200), "float32"),
+        "classes": ((None, 200), "int32"),
+        "num_detections": ((None,), "int32"),
+    }
+
+
+def test_to_inference_copies_every_weight_by_layer_name(tiny_ssd7):
+    inference = to_inference(tiny_ssd7)
+    weighted = [layer for layer in tiny_ssd7.layers if layer.weights]
+    assert len(weighted) == 7 + 7 + 8  # 7 convs, 7 batch norms, 4 loc + 4 conf heads
+    for layer in weighted:
+        for ours, theirs in zip(
+            layer.get_weights(), inference.get_layer(layer.name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_inference_output_is_the_decoder_applied_to_training_output(tiny_ssd7):
+    inference = to_inference(tiny_ssd7, decoder="fast", score_threshold=0.2, max_detections=7)
+    images = _images(TINY_SSD7, 2, seed=7)
+    decoder = DetectionDecoder(
+        TINY_SSD7.to_dict(), method="fast", score_threshold=0.2, max_detections=7
+    )
+    expected = decoder(tiny_ssd7(images))
+    got = inference(images)
+    assert tuple(got["boxes"].shape) == (2, 7, 4)
+    for key in ("boxes", "scores", "classes", "num_detections"):
+        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), atol=1e-5)
+
+
+def test_to_inference_keeps_the_decoder_options_it_is_not_given(tiny_ssd7):
+    first = to_inference(tiny_ssd7, decoder="fast", iou_threshold=0.3, top_k=20)
+    second = to_inference(first, max_detections=5)
+    assert second.mode == "inference"
+    assert second.decoder == "fast"
+    assert second.decoder_options == {
+        "score_threshold": 0.01,
+        "iou_threshold": 0.3,
+        "top_k": 20,
+        "max_detections": 5,
+    }
