@@ -21,7 +21,7 @@ from service.settings import Settings
 logger = logging.getLogger("service")
 
 
-class _Server(uvicorn.Server):
+class HttpServer(uvicorn.Server):
     """uvicorn without its own signal handling: `serve()` below owns SIGTERM."""
 
     @contextlib.contextmanager
@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
     )
-    http_server = _Server(http_config)
+    http_server = HttpServer(http_config)
     http_task = asyncio.create_task(http_server.serve(), name="http")
     logger.info(
         "listening: HTTP on %s:%d, gRPC on port %d", settings.host, settings.http_port, grpc_port
