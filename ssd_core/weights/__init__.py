@@ -12,6 +12,7 @@ Every loader checks every layer and shape before it writes anything and raises
 from ssd_core.weights.assign import VGG16_BASE_LAYERS, WeightFileError
 from ssd_core.weights.caffe import load_caffe_weights, read_caffemodel, write_caffemodel
 from ssd_core.weights.ssd_keras import load_ssd_keras_weights, read_ssd_keras_h5
+from ssd_core.weights.subsample import subsample_classes
 
 __all__ = [
     "VGG16_BASE_LAYERS",
@@ -20,5 +21,6 @@ __all__ = [
     "load_ssd_keras_weights",
     "read_caffemodel",
     "read_ssd_keras_h5",
+    "subsample_classes",
     "write_caffemodel",
 ]
