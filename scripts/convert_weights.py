@@ -1,0 +1,102 @@
+"""Convert published SSD weights (Caffe `.caffemodel`, ssd_keras `.h5`) into a `.keras` model.
+
+Examples:
+    # The original Caffe SSD300 trained on VOC07+12
+    python scripts/convert_weights.py --from caffe VGG_VOC0712_SSD_300x300_iter_120000.caffemodel \\
+        --preset ssd300_voc --out models/ssd300_voc.keras
+    # The ssd_keras port of the COCO model, keeping only two classes for fine-tuning
+    python scripts/convert_weights.py --from ssd_keras VGG_coco_SSD_300x300_iter_400000.h5 \\
+        --preset ssd300_coco --keep-classes car,person --out models/ssd300_car_person.keras
+    # The ImageNet VGG-16 fc-reduced base, for `scripts/train.py --weights`
+    python scripts/convert_weights.py --from caffe VGG_ILSVRC_16_layers_fc_reduced.caffemodel \\
+        --base-only --preset ssd300_voc --out models/vgg16_base_ssd300_voc.keras
+
+Layers are matched by their Caffe names and every shape is checked; a missing or mis-shaped
+layer stops the conversion with a message naming it. The saved model carries its SSDConfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ssd_core import SSDConfig, build_model
+from ssd_core.model import MODES
+from ssd_core.weights import (
+    WeightFileError,
+    load_caffe_weights,
+    load_ssd_keras_weights,
+    subsample_classes,
+)
+
+logger = logging.getLogger("convert_weights")
+
+LOADERS = {"caffe": load_caffe_weights, "ssd_keras": load_ssd_keras_weights}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        nargs=2,
+        required=True,
+        metavar=("FORMAT", "FILE"),
+        help=f"source format ({', '.join(LOADERS)}) and weight file",
+    )
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--preset", help="SSDConfig preset of the source model, e.g. ssd300_voc")
+    model.add_argument("--config", type=Path, help="SSDConfig JSON file of the source model")
+    parser.add_argument("--out", type=Path, required=True, help="output .keras file")
+    parser.add_argument(
+        "--base-only",
+        action="store_true",
+        help="load only the VGG-16 base (conv1_1 .. fc7); other layers stay initialised",
+    )
+    parser.add_argument(
+        "--keep-classes",
+        help="comma-separated class names to keep after conversion, in the new label order",
+    )
+    parser.add_argument("--mode", choices=MODES, default="training", help="saved model mode")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    logger.info("configuration: %s", vars(args))
+    source_format, source_file = args.source
+    if source_format not in LOADERS:
+        logger.error("unknown source format %r; choose one of %s", source_format, list(LOADERS))
+        return 2
+    if args.out.suffix != ".keras":
+        logger.error("--out must end in .keras, got %s", args.out)
+        return 2
+    config = SSDConfig.preset(args.preset) if args.preset else SSDConfig.load(args.config)
+    logger.info("model config: %s", config.to_json(indent=None))
+    model = build_model(config, mode=args.mode)
+    try:
+        LOADERS[source_format](model, source_file, base_only=args.base_only)
+        if args.keep_classes:
+            keep = [name.strip() for name in args.keep_classes.split(",") if name.strip()]
+            model = subsample_classes(model, keep)
+    except (WeightFileError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    logger.info(
+        "wrote %s: %s, %d classes %s",
+        args.out,
+        model.ssd_config.name,
+        model.ssd_config.num_classes,
+        list(model.ssd_config.class_names),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sys.exit(main(build_parser().parse_args()))

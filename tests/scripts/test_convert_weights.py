@@ -1,0 +1,126 @@
+"""scripts/convert_weights.py: file in, `.keras` model out, with sub-sampling and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+import ssd_core  # noqa: F401  (registers the custom layers for load_model)
+from ssd_core import SSDConfig, build_model
+from ssd_core.weights import write_caffemodel
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_weights.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("convert_weights", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(*argv: str) -> int:
+    script = load_script()
+    return script.main(script.build_parser().parse_args([str(a) for a in argv]))
+
+
+def random_keras_weights(preset: str, seed: int) -> dict[str, list[np.ndarray]]:
+    """Random weights in Keras layout for every weighted layer of `preset` (BN variances > 0)."""
+    model = build_model(SSDConfig.preset(preset))
+    rng = np.random.default_rng(seed)
+    return {
+        layer.name: [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.weights]
+        for layer in model.layers
+        if layer.weights
+    }
+
+
+def write_keras2_h5(path: Path, weights: dict[str, list[np.ndarray]]) -> None:
+    """Keras 2 `save_weights` layout; BN weights named as Keras 2 names them."""
+    names = {
+        2: ["kernel:0", "bias:0"],
+        4: ["gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"],
+    }
+    with h5py.File(path, "w") as file:
+        file.attrs["layer_names"] = [name.encode() for name in weights]
+        for layer, arrays in weights.items():
+            weight_names = [f"{layer}/{n}" for n in names[len(arrays)]]
+            file.create_group(layer).attrs["weight_names"] = [n.encode() for n in weight_names]
+            for weight_name, array in zip(weight_names, arrays, strict=True):
+                file[layer].create_dataset(weight_name, data=array)
+
+
+def test_ssd_keras_file_converts_to_a_loadable_keras_model(tmp_path):
+    weights = random_keras_weights("ssd7", seed=0)
+    write_keras2_h5(tmp_path / "ssd7.h5", weights)
+    assert (
+        run(
+            "--from",
+            "ssd_keras",
+            tmp_path / "ssd7.h5",
+            "--preset",
+            "ssd7",
+            "--out",
+            tmp_path / "m.keras",
+        )
+        == 0
+    )
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    assert model.ssd_config == SSDConfig.preset("ssd7")
+    for name in ("conv1", "bn3", "conv7_mbox_conf"):
+        for loaded, written in zip(model.get_layer(name).get_weights(), weights[name], strict=True):
+            np.testing.assert_array_equal(loaded, written)
+
+
+def test_keep_classes_slices_conf_heads_of_the_converted_model(tmp_path):
+    weights = random_keras_weights("ssd7", seed=1)
+    write_keras2_h5(tmp_path / "ssd7.h5", weights)
+    argv = ["--from", "ssd_keras", tmp_path / "ssd7.h5", "--preset", "ssd7"]
+    assert run(*argv, "--keep-classes", "ring,square", "--out", tmp_path / "m.keras") == 0
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    assert model.ssd_config.class_names == ("ring", "square")
+    # SSD7: 6 classes (background, circle, square, triangle, star, ring), 4 boxes per location;
+    # keep labels 0, 5, 2 -> channels box * 6 + label.
+    channels = [box * 6 + label for box in range(4) for label in (0, 5, 2)]
+    kernel, bias = model.get_layer("conv5_mbox_conf").get_weights()
+    np.testing.assert_array_equal(kernel, weights["conv5_mbox_conf"][0][..., channels])
+    np.testing.assert_array_equal(bias, weights["conv5_mbox_conf"][1][channels])
+
+
+def test_caffe_file_with_a_missing_layer_fails_naming_it(tmp_path, caplog):
+    write_caffemodel(
+        tmp_path / "partial.caffemodel", {"conv1_1": [np.zeros((64, 3, 3, 3)), np.zeros(64)]}
+    )
+    argv = ["--from", "caffe", tmp_path / "partial.caffemodel", "--preset", "ssd300_voc"]
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        assert run(*argv, "--out", tmp_path / "m.keras") == 1
+    assert "layer 'conv1_2' is missing" in caplog.text
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_unknown_keep_class_fails_with_the_available_names(tmp_path, caplog):
+    write_keras2_h5(tmp_path / "ssd7.h5", random_keras_weights("ssd7", seed=2))
+    argv = [
+        "--from",
+        "ssd_keras",
+        tmp_path / "ssd7.h5",
+        "--preset",
+        "ssd7",
+        "--keep-classes",
+        "car",
+    ]
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        assert run(*argv, "--out", tmp_path / "m.keras") == 1
+    assert "classes ['car'] are not in model 'ssd7'" in caplog.text
+
+
+def test_unknown_source_format_is_rejected(tmp_path):
+    assert (
+        run("--from", "darknet", tmp_path / "x", "--preset", "ssd7", "--out", tmp_path / "m.keras")
+        == 2
+    )
