@@ -5,6 +5,7 @@ and `ground_truth`, image_id -> list of `{"label", "box", "difficult"}`; boxes a
 [xmin, ymin, xmax, ymax], labels 1-based (`DetectionDataset.ground_truth()` gives this form).
 """
 
+from ssd_core.evaluation.coco_eval import COCOResult, evaluate_coco
 from ssd_core.evaluation.voc_eval import VOCResult, evaluate_voc
 
-__all__ = ["VOCResult", "evaluate_voc"]
+__all__ = ["COCOResult", "VOCResult", "evaluate_coco", "evaluate_voc"]
