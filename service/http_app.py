@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from service.errors import (
     ClientGoneError,
     ImageTooLargeError,
-    InvalidImageError,
+    InvalidParameterError,
     ServiceError,
     UnsupportedMediaTypeError,
     retry_after_s,
@@ -201,7 +201,7 @@ async def _read_image(request: Request, max_bytes: int) -> bytes:
         form = await request.form(max_files=1, max_fields=8)
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
-            raise InvalidImageError("multipart request has no file field named 'image'")
+            raise InvalidParameterError("multipart request has no file field named 'image'")
         data = await upload.read(max_bytes + 1)
     elif content_type.startswith("image/"):
         data = await _read_body(request, max_bytes)

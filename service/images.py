@@ -10,6 +10,7 @@ release the GIL while decoding and resizing).
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from service.errors import ImageTooLargeError, InvalidImageError
 
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
+# What Pillow raises on malformed data, depending on the format plugin and where it breaks.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -48,7 +51,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
     if len(data) == 0:
         raise InvalidImageError("empty image: the request carried zero bytes")
     if len(data) > max_bytes:
-        raise ImageTooLargeError(f"image is {len(data)} bytes, the limit is {max_bytes} bytes")
+        raise ImageTooLargeError(
+            f"image is over the limit of {max_bytes} bytes ({len(data)} bytes)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -59,6 +64,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
             ) from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageTooLargeError(f"image declares too many pixels: {error}") from error
+        except _DECODE_ERRORS as error:
+            raise InvalidImageError(f"corrupt or truncated image header: {error}") from error
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -67,9 +74,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
         )
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as error:
+        upright = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as error:
         raise InvalidImageError(f"corrupt or truncated {image.format} image: {error}") from error
-    return _to_rgb8(ImageOps.exif_transpose(image))
+    return _to_rgb8(upright)
 
 
 def prepare_image(
