@@ -1,0 +1,112 @@
+"""Evaluate a saved SSD (or a detections file) on a dataset: Pascal VOC or COCO mAP.
+
+Examples:
+    python scripts/evaluate.py --model runs/ssd7/model.keras --dataset voc:data/shapes \\
+        --split test --metric voc07 --out runs/ssd7/eval
+    python scripts/evaluate.py --model ssd300.keras \\
+        --dataset voc:VOCdevkit/VOC2007 --split test --metric voc2010 --out eval07
+    python scripts/evaluate.py --detections dets.json --dataset voc:data/shapes --split test \\
+        --metric coco --out eval_external
+
+Writes to --out: `results.json` (mAP, per-class AP, settings), `pr_<class>.png` and
+`pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, and `detections.json`.
+Dataset specs are those of `ssd_core.data.load_dataset` (voc:DIR, coco:FILE.json[:IMAGES],
+csv:FILE.csv[:IMAGES], joined by commas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ssd_core.data import load_dataset
+from ssd_core.evaluation import evaluate_coco, evaluate_voc
+from ssd_core.evaluation.reports import ap_table, plot_pr_curves, write_voc_result_files
+
+logger = logging.getLogger("evaluate")
+
+METRICS = ("voc07", "voc2010", "coco")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="saved .keras SSD model")
+    source.add_argument("--detections", help="JSON list of {image_id, label, score, box} (pixels)")
+    parser.add_argument("--dataset", required=True, help="dataset spec, e.g. voc:data/shapes")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--metric", choices=METRICS, default="voc07")
+    parser.add_argument("--iou-threshold", type=float, default=0.5, help="VOC metrics only")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def load_inference_model(path: str) -> Any:
+    """A saved SSD in inference mode (training-mode models are converted)."""
+    import keras
+
+    import ssd_core  # noqa: F401 - registers the custom layers load_model needs
+    from ssd_core.model import to_inference
+
+    model = keras.saving.load_model(path)
+    if not hasattr(model, "ssd_config"):
+        raise ValueError(f"{path} is not an ssd_core SSD model (it has no ssd_config)")
+    if getattr(model, "mode", "inference") != "inference":
+        logger.info("converting the training-mode model to inference mode")
+        model = to_inference(model)
+    return model
+
+
+def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
+    """(dataset, detections) from the model's predictions or from --detections."""
+    if args.detections:
+        dataset = load_dataset(args.dataset, args.split)
+        detections = json.loads(Path(args.detections).read_text())
+        if not isinstance(detections, list):
+            raise ValueError(f"{args.detections} must hold a JSON list of detections")
+        return dataset, detections
+    from ssd_core.evaluation.predict import predict_dataset
+
+    model = load_inference_model(args.model)
+    dataset = load_dataset(args.dataset, args.split, model.ssd_config.class_names)
+    detections = predict_dataset(model, dataset.records, args.batch_size, not args.no_progress)
+    return dataset, detections
+
+
+def main(args: argparse.Namespace) -> int:
+    logger.info("configuration: %s", vars(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset, detections = get_detections(args)
+    names = dataset.class_names
+    labels = list(range(1, len(names) + 1))
+    truth = dataset.ground_truth()
+    voc_metric = "voc2010" if args.metric == "coco" else args.metric
+    voc = evaluate_voc(detections, truth, args.iou_threshold, voc_metric, labels=labels)
+    if args.metric == "coco":
+        coco = evaluate_coco(detections, truth, labels=labels)
+        results = {**coco.to_dict(names), "voc2010_iou50": voc.to_dict(names)}
+        table = ap_table(coco.ap, names, coco.mAP)
+    else:
+        results = voc.to_dict(names)
+        table = ap_table(voc.ap, names, voc.mAP)
+    results.update(dataset=args.dataset, split=args.split, num_images=len(dataset),
+                   num_detections=len(detections), model=args.model)  # fmt: skip
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "detections.json").write_text(json.dumps(detections))
+    write_voc_result_files(detections, names, out)
+    plot_pr_curves(voc, names, out)
+    print(table)
+    logger.info("wrote results to %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sys.exit(main(build_parser().parse_args()))

@@ -1,0 +1,95 @@
+"""scripts/evaluate.py end to end on a small generated shapes dataset."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from ssd_core.data import parse_voc
+from ssd_core.data.shapes import write_shapes_dataset
+from ssd_core.presets import SHAPES_CLASSES
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    # Images larger than the model input, so boxes must be scaled back to these pixels.
+    root = tmp_path_factory.mktemp("shapes")
+    return write_shapes_dataset(root, num_train=0, num_test=4, seed=3, height=120, width=200)
+
+
+def run(argv):
+    script = load_script()
+    return script.main(script.build_parser().parse_args(argv))
+
+
+def test_perfect_detections_file_scores_map_one(shapes_root, tmp_path):
+    truth = parse_voc(shapes_root, "test")
+    dets = [
+        {"image_id": r.image_id, "label": int(label), "score": 1.0, "box": box.tolist()}
+        for r in truth
+        for box, label in zip(r.boxes, r.labels, strict=True)
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "out"
+    argv = ["--detections", str(tmp_path / "dets.json"), "--dataset", f"voc:{shapes_root}"]
+    assert run([*argv, "--split", "test", "--metric", "voc07", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["mAP"] == pytest.approx(1.0)
+    assert set(results["ap"]) == set(SHAPES_CLASSES)
+
+
+def test_model_run_writes_results_curves_and_server_files(shapes_root, tmp_path):
+    import ssd_core
+    from ssd_core.config import SSDConfig
+
+    model = ssd_core.build_model(SSDConfig.preset("ssd7", image_size=(96, 160)), "inference")
+    model.save(tmp_path / "ssd7.keras")
+    out = tmp_path / "eval"
+    argv = ["--model", str(tmp_path / "ssd7.keras"), "--dataset", f"voc:{shapes_root}"]
+    argv += ["--split", "test", "--metric", "voc2010", "--out", str(out), "--batch-size", "3"]
+    assert run([*argv, "--no-progress"]) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert "mAP" in results and set(results["ap"]) == set(SHAPES_CLASSES)
+    assert results["num_images"] == 4
+    for name in SHAPES_CLASSES:
+        assert (out / f"comp4_det_test_{name}.txt").is_file()
+        assert (out / f"pr_{name}.png").stat().st_size > 0
+    assert (out / "pr_summary.png").stat().st_size > 0
+    dets = json.loads((out / "detections.json").read_text())
+    assert len(dets) == results["num_detections"] > 0  # random weights still fire at 0.01
+    assert {d["image_id"] for d in dets} <= {f"test_{i:06d}" for i in range(4)}
+    assert all(0 <= d["box"][0] <= d["box"][2] <= 200 and 0 <= d["box"][3] <= 120 for d in dets)
+    lines = sum(
+        len((out / f"comp4_det_test_{n}.txt").read_text().splitlines()) for n in SHAPES_CLASSES
+    )
+    assert lines == len(dets)
+
+
+def test_coco_metric_reports_coco_stats(shapes_root, tmp_path):
+    truth = parse_voc(shapes_root, "test")
+    dets = [
+        {"image_id": r.image_id, "label": int(label), "score": 0.9, "box": box.tolist()}
+        for r in truth
+        for box, label in zip(r.boxes, r.labels, strict=True)
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "coco"
+    argv = ["--detections", str(tmp_path / "dets.json"), "--dataset", f"voc:{shapes_root}"]
+    assert run([*argv, "--metric", "coco", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "coco"
+    assert results["AP50"] == pytest.approx(1.0)
+    assert results["mAP"] == pytest.approx(1.0)
