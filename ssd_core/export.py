@@ -1,0 +1,192 @@
+"""Export a trained SSD for serving: a TF SavedModel (TF Serving), a Triton model repository,
+and ONNX (through tf2onnx, optional).
+
+The serving signature takes what a client has after decoding and resizing an image:
+`images` (B, H, W, 3) uint8 RGB at the model's input size `config.image_size` (clients
+resize; the graph does not). It returns the decoded, padded detections of the inference model:
+
+- `boxes` (B, K, 4) float32, normalised [xmin, ymin, xmax, ymax];
+- `scores` (B, K) float32;
+- `classes` (B, K) int32, labels 1..C-1 (`config.label_names`);
+- `num_detections` (B,) int32, the number of valid rows of each image.
+
+The SSDConfig is written next to the SavedModel as `assets.extra/ssd_config.json`, where
+TF Serving and Triton ignore it and clients can read the class names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ssd_core.model import SSD, to_inference
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+CONFIG_ASSET = Path("assets.extra") / "ssd_config.json"
+
+# Triton's names for the tensor types our signature uses (model_config.proto DataType).
+TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "int32": "TYPE_INT32"}
+
+TensorSpecs = dict[str, tuple[str, tuple[int, ...]]]
+"""Tensor name -> (dtype name, shape without the batch dimension)."""
+
+
+def inference_model(model: SSD, **decoder_options: Any) -> SSD:
+    """`model` itself if it already decodes with these options, else an inference copy."""
+    if not isinstance(model, SSD):
+        raise TypeError(f"model must be an ssd_core SSD model, got {type(model).__name__}")
+    if model.mode == "inference" and not decoder_options:
+        return model
+    return to_inference(model, **decoder_options)
+
+
+def serving_specs(model: SSD) -> tuple[TensorSpecs, TensorSpecs]:
+    """Input and output specs of the serving signature of the inference `model`."""
+    height, width = model.ssd_config.image_size
+    inputs = {INPUT_NAME: ("uint8", (height, width, 3))}
+    outputs = {
+        name: (keras.backend.standardize_dtype(tensor.dtype), tuple(tensor.shape[1:]))
+        for name, tensor in model.output.items()
+    }
+    return inputs, outputs
+
+
+def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -> Path:
+    """Write `model` (either mode) as a SavedModel with a uint8 `serving_default` signature.
+
+    Args:
+        model: the SSD to export; a training-mode model is converted with `to_inference`.
+        out_dir: the SavedModel directory (created; must not hold another SavedModel).
+        **decoder_options: decoder settings for the exported graph (see `SSD`).
+
+    Returns:
+        `out_dir` as a Path.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / "saved_model.pb").exists():
+        raise FileExistsError(f"{out_dir} already holds a SavedModel; choose a new directory")
+    served = inference_model(model, **decoder_options)
+    height, width = served.ssd_config.image_size
+
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return served(tf.cast(images, tf.float32), training=False)
+
+    archive = keras.export.ExportArchive()
+    archive.track(served)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serve,
+        input_signature=[tf.TensorSpec((None, height, width, 3), tf.uint8, name=INPUT_NAME)],
+    )
+    archive.write_out(str(out_dir), verbose=False)
+    (out_dir / CONFIG_ASSET).parent.mkdir(parents=True, exist_ok=True)
+    served.ssd_config.save(out_dir / CONFIG_ASSET)
+    logger.info("wrote SavedModel %s (signature %s)", out_dir, SIGNATURE)
+    return out_dir
+
+
+def triton_config_pbtxt(
+    name: str,
+    inputs: TensorSpecs,
+    outputs: TensorSpecs,
+    max_batch_size: int = 8,
+    max_queue_delay_us: int = 2000,
+) -> str:
+    """The `config.pbtxt` of a batching `tensorflow_savedmodel` Triton model.
+
+    Shapes are given without the batch dimension; a tensor that is only the batch dimension
+    (`num_detections`) is declared as `dims: [ 1 ]` reshaped to `[ ]`, as Triton requires.
+    """
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1 for dynamic batching, got {max_batch_size}")
+    lines = [
+        f'name: "{name}"',
+        'platform: "tensorflow_savedmodel"',
+        f"max_batch_size: {max_batch_size}",
+        "input [",
+        _tensor_entries(inputs),
+        "]",
+        "output [",
+        _tensor_entries(outputs),
+        "]",
+        "dynamic_batching {",
+        f"  max_queue_delay_microseconds: {max_queue_delay_us}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_triton_repository(
+    model: SSD,
+    repository: str | Path,
+    name: str | None = None,
+    version: int = 1,
+    max_batch_size: int = 8,
+    max_queue_delay_us: int = 2000,
+    **decoder_options: Any,
+) -> Path:
+    """Lay out `<repository>/<name>/config.pbtxt` and `<name>/<version>/model.savedmodel`.
+
+    Returns:
+        The model directory `<repository>/<name>`.
+    """
+    served = inference_model(model, **decoder_options)
+    name = name or served.ssd_config.name
+    model_dir = Path(repository) / name
+    export_savedmodel(served, model_dir / str(version) / "model.savedmodel")
+    inputs, outputs = serving_specs(served)
+    config = triton_config_pbtxt(name, inputs, outputs, max_batch_size, max_queue_delay_us)
+    (model_dir / "config.pbtxt").write_text(config)
+    logger.info("wrote Triton model %s (max_batch_size %d)", model_dir, max_batch_size)
+    return model_dir
+
+
+def export_onnx(model: SSD, out_file: str | Path, opset: int = 17, **decoder_options: Any) -> Path:
+    """Write the serving graph as ONNX with tf2onnx (an optional dependency).
+
+    Raises:
+        ImportError: tf2onnx is not installed.
+    """
+    import tf2onnx  # optional: not a project dependency, see the README
+
+    served = inference_model(model, **decoder_options)
+    height, width = served.ssd_config.image_size
+
+    signature = [tf.TensorSpec((None, height, width, 3), tf.uint8, name=INPUT_NAME)]
+
+    @tf.function(input_signature=signature)
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return served(tf.cast(images, tf.float32), training=False)
+
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tf2onnx.convert.from_function(
+        serve, input_signature=signature, opset=opset, output_path=str(out_file)
+    )
+    logger.info("wrote ONNX model %s (opset %d)", out_file, opset)
+    return out_file
+
+
+def _tensor_entries(specs: Mapping[str, tuple[str, tuple[int, ...]]]) -> str:
+    entries = []
+    for tensor_name, (dtype, dims) in specs.items():
+        if dtype not in TRITON_TYPES:
+            raise ValueError(
+                f"tensor {tensor_name!r} has dtype {dtype}; Triton map has {list(TRITON_TYPES)}"
+            )
+        fields = [f'name: "{tensor_name}"', f"data_type: {TRITON_TYPES[dtype]}"]
+        if dims:
+            fields.append(f"dims: [ {', '.join(str(d) for d in dims)} ]")
+        else:
+            fields.append("dims: [ 1 ]")
+            fields.append("reshape: { shape: [ ] }")
+        entries.append("  {\n" + "\n".join(f"    {f}" for f in fields) + "\n  }")
+    return ",\n".join(entries)
