@@ -7,8 +7,18 @@
 - Parsers: `voc.py`, `coco.py`, `csv_format.py`; synthetic scenes: `shapes.py`.
 """
 
+from ssd_core.data.coco import parse_coco
+from ssd_core.data.csv_format import parse_csv
 from ssd_core.data.records import DatasetError, DetectionDataset, ImageRecord
 from ssd_core.data.sources import load_dataset
 from ssd_core.data.voc import parse_voc
 
-__all__ = ["DatasetError", "DetectionDataset", "ImageRecord", "load_dataset", "parse_voc"]
+__all__ = [
+    "DatasetError",
+    "DetectionDataset",
+    "ImageRecord",
+    "load_dataset",
+    "parse_coco",
+    "parse_csv",
+    "parse_voc",
+]
