@@ -3,7 +3,8 @@
 Layer names and kernel shapes match the released Caffe `VGG_VOC0712_SSD_*` models one to one,
 so converted weights load by name. Caffe pads stride-2 convolutions by 1 on every side; TF's
 "same" padding would pad only bottom/right for even inputs and shift every ported filter by one
-pixel, so stride-2 convolutions use explicit symmetric `ZeroPadding2D` and "valid" padding.
+pixel, so stride-2 convolutions (and the 4x4 conv10_2) use explicit symmetric `ZeroPadding2D`
+and "valid" padding. At stride 1 with an odd kernel "same" is symmetric and is used as is.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ CONV4_3_NORM_SCALE = 20.0
 
 
 def _conv(x: Any, name: str, filters: int, kernel: int, stride: int = 1, pad: int = 0) -> Any:
-    """Caffe-style convolution + ReLU: explicit symmetric zero padding, then "valid"."""
-    if pad:
-        x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=stride, activation="relu", name=name)(x)
+    """Caffe convolution + ReLU with `pad` zeros on every side of the input."""
+    if stride == 1 and 2 * pad == kernel - 1:
+        padding = "same"  # symmetric here, and one op fewer than explicit padding
+    else:
+        padding = "valid"
+        if pad:
+            x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+    return layers.Conv2D(
+        filters, kernel, strides=stride, padding=padding, activation="relu", name=name
+    )(x)
 
 
 def vgg16_features(images: Any) -> tuple[Any, Any]:
