@@ -1,0 +1,54 @@
+"""scripts/export.py: a `.keras` training model in, a Triton repository that serves it out.
+
+(Named test_export_script.py: tests/ssd_core/test_export.py has the module name test_export.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ssd_core import SSDConfig, build_model, to_inference
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "export.py"
+
+
+def run(*argv: str) -> int:
+    spec = importlib.util.spec_from_file_location("export_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(module.build_parser().parse_args([str(a) for a in argv]))
+
+
+def test_triton_export_of_a_training_model_serves_its_detections(tmp_path):
+    keras.utils.set_random_seed(8)
+    model = build_model(SSDConfig.preset("ssd7"))
+    model.save(tmp_path / "ssd7.keras")
+    argv = ["--model", tmp_path / "ssd7.keras", "--format", "triton", "--out", tmp_path / "repo"]
+    assert run(*argv, "--max-batch-size", "2", "--max-detections", "30", "--name", "shapes") == 0
+
+    config = (tmp_path / "repo" / "shapes" / "config.pbtxt").read_text()
+    assert 'name: "shapes"' in config
+    assert "max_batch_size: 2" in config
+    assert "dims: [ 30, 4 ]" in config
+    serving = tf.saved_model.load(str(tmp_path / "repo" / "shapes" / "1" / "model.savedmodel"))
+    images = np.random.default_rng(9).integers(0, 256, size=(1, 300, 480, 3), dtype=np.uint8)
+    served = serving.signatures["serving_default"](images=tf.constant(images))
+    expected = to_inference(model, max_detections=30)(images.astype(np.float32))
+    assert int(expected["num_detections"][0]) > 0
+    np.testing.assert_array_equal(served["classes"].numpy(), np.asarray(expected["classes"]))
+    np.testing.assert_allclose(
+        served["boxes"].numpy(), np.asarray(expected["boxes"]), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_non_ssd_model_is_rejected(tmp_path):
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(tmp_path / "dense.keras")
+    argv = ["--model", tmp_path / "dense.keras", "--format", "savedmodel", "--out", tmp_path / "sm"]
+    assert run(*argv) == 2
+    assert not (tmp_path / "sm").exists()
