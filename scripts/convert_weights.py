@@ -12,7 +12,8 @@ Examples:
         --base-only --preset ssd300_voc --out models/vgg16_base_ssd300_voc.keras
 
 Layers are matched by their Caffe names and every shape is checked; a missing or mis-shaped
-layer stops the conversion with a message naming it. The saved model carries its SSDConfig.
+layer stops the conversion with a message naming it. The saved model carries its SSDConfig;
+a copy is written next to it as `<out>.json` for `scripts/train.py --config ... --weights ...`.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
+    # train.py --weights needs a model of the same config: --config <out>.json builds it.
+    model.ssd_config.save(args.out.with_suffix(".json"))
     logger.info(
         "wrote %s: %s, %d classes %s",
         args.out,

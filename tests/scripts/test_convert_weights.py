@@ -84,6 +84,7 @@ def test_keep_classes_slices_conf_heads_of_the_converted_model(tmp_path):
     assert run(*argv, "--keep-classes", "ring,square", "--out", tmp_path / "m.keras") == 0
     model = keras.saving.load_model(tmp_path / "m.keras")
     assert model.ssd_config.class_names == ("ring", "square")
+    assert SSDConfig.load(tmp_path / "m.json") == model.ssd_config
     # SSD7: 6 classes (background, circle, square, triangle, star, ring), 4 boxes per location;
     # keep labels 0, 5, 2 -> channels box * 6 + label.
     channels = [box * 6 + label for box in range(4) for label in (0, 5, 2)]
