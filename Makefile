@@ -10,12 +10,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[$(EXTRA),dev]"
+	$(PY) -m service._codegen
 	touch $@
 
 install: $(VENV)/.installed
 
 run: install
-	$(PY) scripts/benchmark.py model --preset ssd7 --quick
+	$(PY) -m service
+
+protos: install
+	$(PY) -m service._codegen
 
 test: install
 	$(PY) -m pytest

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0.0, description="Longest drain of queued requests on SIGTERM, s."
     )
     log_level: LogLevel = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("model_path", "model_version", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker compose passes `SSD_MODEL_PATH: ${SSD_MODEL_PATH:-}` as "" when unset.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_model_path(self) -> Settings:
