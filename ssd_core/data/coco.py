@@ -42,7 +42,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def _category_labels(
-    path: Path, categories: list[dict[str, Any]], class_names: Sequence[str] | None
+    categories: list[dict[str, Any]], class_names: Sequence[str] | None
 ) -> tuple[dict[int, int], tuple[str, ...], dict[int, str]]:
     """(category id -> label or 0 if not in class_names, class names, category id -> name)."""
     ordered = sorted(categories, key=lambda c: int(c["id"]))
@@ -76,7 +76,7 @@ def parse_coco(
     path = Path(annotation_file)
     data = _load_json(path)
     images_dir = Path(images_dir) if images_dir is not None else path.parent
-    label_of, class_names, names_by_id = _category_labels(path, data["categories"], class_names)
+    label_of, class_names, names_by_id = _category_labels(data["categories"], class_names)
     images = {int(im["id"]): im for im in data["images"]}
     objects: dict[int, list] = {image_id: [] for image_id in images}
     for ann in data["annotations"]:
@@ -97,7 +97,17 @@ def parse_coco(
     return DetectionDataset(tuple(records), class_names)
 
 
-def _add_annotation(path, ann, images, label_of, names_by_id, class_names, on_invalid_box, objects):
+def _add_annotation(
+    path: Path,
+    ann: dict[str, Any],
+    images: dict[int, dict[str, Any]],
+    label_of: dict[int, int],
+    names_by_id: dict[int, str],
+    class_names: Sequence[str],
+    on_invalid_box: str,
+    objects: dict[int, list],
+) -> None:
+    """Check one annotation and append it to `objects[image_id]` (or skip / raise)."""
     source = f"{path} annotation id {ann.get('id')}"
     image_id = int(ann["image_id"])
     if image_id not in images:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ssd_core.data.records import (
     DatasetError,
@@ -128,7 +129,17 @@ def parse_csv(
     return DetectionDataset(tuple(records), names)
 
 
-def _add_row(path, row_number, row, cols, label_of, names, on_invalid_box, images):
+def _add_row(
+    path: Path,
+    row_number: int,
+    row: dict[str, str],
+    cols: dict[str, str],
+    label_of: dict[str, int],
+    names: Sequence[str],
+    on_invalid_box: str,
+    images: dict[str, dict[str, Any]],
+) -> None:
+    """Check one row and add its object (if any) to its image in `images` (or skip / raise)."""
     image = row[cols["image"]].strip()
     if not image:
         raise DatasetError(f"{path} row {row_number}: empty image column {cols['image']!r}")

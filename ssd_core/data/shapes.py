@@ -178,8 +178,16 @@ def _paste(patch: np.ndarray, top: int, left: int, height: int, width: int) -> n
     return canvas
 
 
-def _place(rng, patch, height, width, visible_masks, in_image_areas):
-    """A full-image mask for the patch at an acceptable random position, or None."""
+def _place(
+    rng: np.random.Generator,
+    patch: np.ndarray,
+    height: int,
+    width: int,
+    visible_masks: list[np.ndarray],
+    in_image_areas: list[int],
+) -> tuple[np.ndarray, bool] | None:
+    """(H, W) bool mask of the patch at an acceptable random position and whether the border
+    cuts it, or None after 10 rejected tries (too little inside, or hides an earlier object)."""
     s = patch.shape[0]
     half = s // 2
     full_area = int(patch.sum())

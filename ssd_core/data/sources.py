@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from ssd_core.data.records import DetectionDataset, ImageRecord, check_on_invalid_box
 
@@ -117,8 +116,3 @@ def load_dataset(
 
 def _with_image_id(record: ImageRecord, image_id: str) -> ImageRecord:
     return replace(record, image_id=image_id)
-
-
-def default_images_dir(annotation_path: str | Path, images_dir: str | Path | None) -> Path:
-    """IMAGES_DIR if given, else the directory holding the annotation file."""
-    return Path(images_dir) if images_dir is not None else Path(annotation_path).parent

@@ -85,11 +85,12 @@ def _image_size(root: ET.Element) -> tuple[int | None, int | None]:
     size = root.find("size")
     if size is None:
         return None, None
-    width, height = _text(size, "width"), _text(size, "height")
-    to_int = lambda v: int(float(v)) if v else None  # noqa: E731
-    width, height = to_int(width), to_int(height)
     # Some VOC2012 files carry size 0; treat it as unknown rather than as a 0-pixel image.
-    return (width or None), (height or None)
+    return _positive_int(_text(size, "width")), _positive_int(_text(size, "height"))
+
+
+def _positive_int(value: str | None) -> int | None:
+    return int(float(value)) or None if value else None
 
 
 def _parse_record(
