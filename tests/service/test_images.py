@@ -1,0 +1,89 @@
+"""Image decoding: formats, EXIF orientation, mode conversions, limits, against NumPy truths."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ImageTooLargeError, InvalidImageError
+from service.images import decode_image, prepare_image
+from tests.service.test_load import png_declaring
+
+LIMITS = {"max_bytes": 1_000_000, "max_pixels": 1_000_000}
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+
+
+def save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"), [("PNG", {}), ("BMP", {}), ("WEBP", {"lossless": True})]
+)
+def test_lossless_formats_decode_exactly(fmt, options):
+    decoded = decode_image(save(Image.fromarray(RGB), fmt, **options), **LIMITS)
+    np.testing.assert_array_equal(decoded, RGB)
+
+
+def test_jpeg_decodes_close_to_the_original():
+    smooth = np.full((16, 16, 3), (200, 100, 50), dtype=np.uint8)
+    decoded = decode_image(save(Image.fromarray(smooth), "JPEG", quality=95), **LIMITS)
+    assert decoded.shape == (16, 16, 3)
+    assert np.abs(decoded.astype(int) - smooth).max() <= 3
+
+
+def test_grayscale_is_replicated_to_three_channels():
+    gray = RGB[:, :, 0]
+    decoded = decode_image(save(Image.fromarray(gray, "L"), "PNG"), **LIMITS)
+    np.testing.assert_array_equal(decoded, np.stack([gray] * 3, axis=2))
+
+
+def test_rgba_drops_alpha():
+    rgba = np.concatenate([RGB, np.full((12, 20, 1), 7, np.uint8)], axis=2)
+    decoded = decode_image(save(Image.fromarray(rgba, "RGBA"), "PNG"), **LIMITS)
+    np.testing.assert_array_equal(decoded, RGB)
+
+
+def test_16_bit_grayscale_keeps_the_high_byte():
+    gray16 = RNG.integers(0, 65536, (12, 20), dtype=np.uint16)
+    decoded = decode_image(save(Image.fromarray(gray16), "PNG"), **LIMITS)
+    np.testing.assert_array_equal(decoded[:, :, 1], (gray16 >> 8).astype(np.uint8))
+
+
+def test_exif_orientation_6_rotates_clockwise():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    data = save(Image.fromarray(RGB), "WEBP", lossless=True, exif=exif.tobytes())
+    decoded = decode_image(data, **LIMITS)
+    np.testing.assert_array_equal(decoded, np.rot90(RGB, k=-1))
+
+
+def test_prepare_resizes_to_the_input_size_and_keeps_the_original_size():
+    prepared = prepare_image(save(Image.fromarray(RGB), "PNG"), (6, 10), **LIMITS)
+    assert prepared.pixels.shape == (6, 10, 3)
+    assert (prepared.width, prepared.height) == (20, 12)
+    # Exact 2x downscale with bilinear interpolation averages each 2x2 block.
+    blocks = RGB.reshape(6, 2, 10, 2, 3).astype(float).mean(axis=(1, 3))
+    assert np.abs(prepared.pixels.astype(float) - blocks).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"", InvalidImageError, "empty image"),
+        (b"definitely not an image", InvalidImageError, "not a supported image"),
+        (save(Image.new("RGB", (4, 4)), "GIF"), InvalidImageError, "not a supported image"),
+        (save(Image.fromarray(RGB), "PNG")[:-30], InvalidImageError, "corrupt or truncated"),
+        (png_declaring(2000, 1000), ImageTooLargeError, "2000x1000 = 2000000 pixels"),
+        (b"\x00" * 1_000_001, ImageTooLargeError, "limit of 1000000 bytes"),
+    ],
+)
+def test_bad_data_is_rejected_with_a_clear_message(data, error, message):
+    with pytest.raises(error, match=message):
+        decode_image(data, **LIMITS)
