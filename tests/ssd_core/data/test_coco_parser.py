@@ -86,3 +86,10 @@ def test_load_dataset_fills_split_into_coco_paths(tmp_path):
     spec = f"coco:{tmp_path}/instances_{{split}}.json:{tmp_path}/images_{{split}}"
     dataset = load_dataset(spec, "val")
     assert dataset[0].image_path == str(tmp_path / "images_val" / "a.jpg")
+
+
+def test_file_without_required_lists_is_reported(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"images": []}))
+    with pytest.raises(DatasetError, match="needs a list 'annotations'"):
+        parse_coco(path)

@@ -142,3 +142,16 @@ def test_ground_truth_export_matches_records(tmp_path):
             {"label": 1, "box": [1.0, 1.0, 200.0, 100.0], "difficult": False},
         ]
     }
+
+
+def test_malformed_xml_names_the_file(tmp_path):
+    root = write_voc(tmp_path / "voc", {"a": "<annotation><object>"})
+    with pytest.raises(DatasetError, match=r"a\.xml: not valid XML"):
+        parse_voc(root, "train")
+
+
+def test_object_without_bndbox_names_file_and_object(tmp_path):
+    xml = "<annotation><object><name>cat</name></object></annotation>"
+    root = write_voc(tmp_path / "voc", {"a": xml})
+    with pytest.raises(DatasetError, match=r"a\.xml: object 0 has no <bndbox>"):
+        parse_voc(root, "train")
