@@ -6,9 +6,11 @@ nothing else.
 """
 
 from ssd_core.anchors import generate_anchors
+from ssd_core.box_coder import decode_boxes, encode_boxes
 from ssd_core.config import SSDConfig
 from ssd_core.layers import ImageNormalization, L2Normalization
 from ssd_core.model import SSD, build_model, to_inference
+from ssd_core.postprocess import DetectionDecoder, decode_detections
 
 __all__ = [
     "SSD",
@@ -18,4 +20,8 @@ __all__ = [
     "to_inference",
     "SSDConfig",
     "generate_anchors",
+    "encode_boxes",
+    "decode_boxes",
+    "decode_detections",
+    "DetectionDecoder",
 ]

@@ -1,0 +1,363 @@
+"""Batched, in-graph decoding of raw SSD outputs into fixed-size padded detections.
+
+Two methods:
+
+- `"caffe"`: Caffe `DetectionOutput` semantics. Softmax over classes; for every foreground
+  class independently keep the scores `> score_threshold`, take the `top_k` best, run greedy
+  NMS (a box is suppressed by a kept, higher-ranked box when their IoU is `> iou_threshold`);
+  then keep the `max_detections` best detections of the image over all classes.
+- `"fast"`: class-agnostic. Every anchor votes once with its best foreground class; threshold,
+  `top_k`, one greedy NMS over all classes together, keep `max_detections`. Cheaper (one NMS
+  instead of C - 1) but a box can suppress an overlapping box of another class.
+
+Deviations from Caffe, all deliberate:
+
+- `clip=True` (default) clips decoded boxes to [0, 1] before NMS, so the reported boxes lie
+  inside the image and NMS compares the boxes we report. Caffe's `DetectionOutput` does not
+  clip; `clip=False` reproduces it.
+- Output is sorted by descending score over all classes (Caffe emits class by class).
+- Ties are broken deterministically (Caffe's final `std::sort` is not stable): between equal
+  scores the lower anchor index ranks first, then the lower class label. This holds for the
+  per-class `top_k`, the NMS order and the final selection.
+
+All shapes are fixed (K = `max_detections`), so the decoder works inside `tf.function` and a
+serving signature; NMS is vectorised over images and classes with one `tf.while_loop` over
+candidate rank, no Python loop over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ssd_core.anchors import generate_anchors
+from ssd_core.box_coder import decode_boxes
+from ssd_core.box_ops import clip_boxes, pairwise_iou
+from ssd_core.config import SSDConfig
+
+METHODS = ("caffe", "fast")
+OUTPUT_KEYS = ("boxes", "scores", "classes", "num_detections")
+
+
+def validate_decoding_arguments(
+    method: str, score_threshold: float, iou_threshold: float, top_k: int, max_detections: int
+) -> None:
+    """Raise ValueError if a decoding argument is out of range."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not 0.0 <= score_threshold < 1.0:
+        raise ValueError(f"score_threshold must be in [0, 1), got {score_threshold}")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    if int(top_k) != top_k or top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
+    if int(max_detections) != max_detections or max_detections < 1:
+        raise ValueError(f"max_detections must be an integer >= 1, got {max_detections}")
+
+
+def greedy_nms(
+    boxes: tf.Tensor, valid: tf.Tensor, iou_threshold: float, tile_size: int = 64
+) -> tf.Tensor:
+    """Greedy non-maximum suppression over many independent groups at once.
+
+    Args:
+        boxes: (G, K, 4) float32 `[xmin, ymin, xmax, ymax]`, each group sorted by descending
+            score; K must be static.
+        valid: (G, K) bool, the candidates that take part (invalid ones are never kept and never
+            suppress anything). Padding candidates must come after all valid ones.
+        iou_threshold: a box is suppressed by a kept box ranked before it when their IoU is
+            strictly greater than this (Caffe `ApplyNMSFast`).
+        tile_size: candidates decided together; bounds memory at (G, tile_size, K) IoUs.
+
+    Returns:
+        (G, K) bool, the kept candidates: exactly the result of sequential greedy NMS.
+    """
+    num = boxes.shape[1]
+    if num is None:
+        raise ValueError(f"greedy_nms needs a static number of candidates, got {boxes.shape}")
+    valid = tf.convert_to_tensor(valid)
+    # Tiles past the largest valid count hold no candidates; skip their work at run time.
+    active = tf.reduce_max(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1))
+    keep_tiles: list[tf.Tensor] = []
+    for start in range(0, num, tile_size):
+        stop = min(start + tile_size, num)
+        keep_prefix = tf.concat(keep_tiles, axis=1) if keep_tiles else None
+        tile_keep = tf.cond(
+            start < active,
+            lambda start=start, stop=stop, prefix=keep_prefix: _nms_tile(
+                boxes, valid, prefix, start, stop, iou_threshold
+            ),
+            lambda start=start, stop=stop: tf.zeros_like(valid[:, start:stop]),
+        )
+        keep_tiles.append(tile_keep)
+    return tf.concat(keep_tiles, axis=1)
+
+
+def _nms_tile(
+    boxes: tf.Tensor,
+    valid: tf.Tensor,
+    keep_prefix: tf.Tensor | None,
+    start: int,
+    stop: int,
+    iou_threshold: float,
+) -> tf.Tensor:
+    """Keep mask (G, stop - start) of candidates start..stop, given the decided ones before."""
+    tile = boxes[:, start:stop, :]  # (G, T, 4)
+    keep = valid[:, start:stop]
+    if keep_prefix is not None:
+        # (G, T, start): suppressed by any kept box of an earlier tile.
+        cross = pairwise_iou(tile, boxes[:, :start, :]) > iou_threshold
+        keep &= ~tf.reduce_any(cross & keep_prefix[:, None, :], axis=2)
+    size = stop - start
+    earlier = tf.constant(np.triu(np.ones((size, size), bool), k=1))  # [j, i]: j ranked before i
+    # (G, T, T) 1.0 where box j (row) would suppress box i (column) if j is kept.
+    suppresses = tf.cast((pairwise_iou(tile, tile) > iou_threshold) & earlier, tf.float32)
+    candidates = keep
+
+    # Fixed-point iteration: a box is kept iff no kept earlier box suppresses it. Each pass
+    # settles at least one more box in rank order, and the greedy result is the unique fixed
+    # point, so stopping at the first unchanged pass is exact.
+    def step(keep: tf.Tensor, _: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        hits = tf.einsum("gj,gji->gi", tf.cast(keep, tf.float32), suppresses)
+        new_keep = candidates & (hits == 0.0)
+        return new_keep, tf.reduce_any(new_keep != keep)
+
+    keep, _ = tf.while_loop(
+        lambda _, changed: changed,
+        step,
+        (candidates, tf.constant(True)),
+        maximum_iterations=size + 1,
+    )
+    return keep
+
+
+def _caffe_candidates(
+    boxes: tf.Tensor, scores: tf.Tensor, score_threshold: float, iou_threshold: float, top_k: int
+) -> dict[str, tf.Tensor]:
+    """Per-class top-k and NMS. boxes (B, N, 4), scores (B, N, C-1) -> candidates (B, M)."""
+    batch, num_fg = tf.shape(scores)[0], tf.shape(scores)[2]
+    per_class = tf.transpose(scores, [0, 2, 1])  # (B, C-1, N)
+    k = min(top_k, scores.shape[1]) if scores.shape[1] is not None else top_k
+    # top_k ranks equal scores by lower index first, i.e. lower anchor index.
+    top_scores, anchor_index = tf.math.top_k(per_class, k=k)  # (B, C-1, k)
+    top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, C-1, k, 4)
+    valid = top_scores > score_threshold
+    keep = greedy_nms(tf.reshape(top_boxes, [-1, k, 4]), tf.reshape(valid, [-1, k]), iou_threshold)
+    classes = tf.broadcast_to(tf.range(1, num_fg + 1)[None, :, None], tf.shape(anchor_index))
+    return {
+        "boxes": tf.reshape(top_boxes, [batch, -1, 4]),
+        "scores": tf.reshape(top_scores, [batch, -1]),
+        "classes": tf.reshape(classes, [batch, -1]),
+        "anchor_index": tf.reshape(anchor_index, [batch, -1]),
+        "keep": tf.reshape(keep, [batch, -1]),
+    }
+
+
+def _fast_candidates(
+    boxes: tf.Tensor, scores: tf.Tensor, score_threshold: float, iou_threshold: float, top_k: int
+) -> dict[str, tf.Tensor]:
+    """Best class per anchor, top-k, one NMS. boxes (B, N, 4), scores (B, N, C-1) -> (B, k)."""
+    best = tf.reduce_max(scores, axis=-1)  # (B, N)
+    num_fg = tf.shape(scores)[2]
+    # The lowest class reaching the maximum (tf.argmax does not promise a tie rule).
+    label_index = tf.where(scores == best[..., None], tf.range(num_fg)[None, None, :], num_fg)
+    best_class = tf.reduce_min(label_index, axis=-1) + 1  # (B, N) in 1..C-1
+    k = min(top_k, scores.shape[1]) if scores.shape[1] is not None else top_k
+    top_scores, anchor_index = tf.math.top_k(best, k=k)  # (B, k)
+    top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, k, 4)
+    valid = top_scores > score_threshold
+    return {
+        "boxes": top_boxes,
+        "scores": top_scores,
+        "classes": tf.gather(best_class, anchor_index, batch_dims=1),
+        "anchor_index": anchor_index,
+        "keep": greedy_nms(top_boxes, valid, iou_threshold),
+    }
+
+
+def _select_detections(
+    candidates: dict[str, tf.Tensor], num_fg: tf.Tensor, max_detections: int
+) -> dict[str, tf.Tensor]:
+    """The `max_detections` best kept candidates per image, padded with zeros.
+
+    `candidates` holds (B, M) "scores", "classes", "anchor_index", "keep" and (B, M, 4) "boxes".
+    """
+    # Order candidates by (anchor index, class) so that top_k, which ranks equal scores by
+    # lower position first, breaks ties by anchor index then class.
+    tie_key = candidates["anchor_index"] * num_fg + candidates["classes"] - 1
+    order = tf.argsort(tie_key, axis=-1, stable=True)  # (B, M)
+    ranked = {key: tf.gather(value, order, batch_dims=1) for key, value in candidates.items()}
+    # Kept scores are > score_threshold >= 0, so -1 sorts every dropped candidate last.
+    masked = tf.where(ranked["keep"], ranked["scores"], -1.0)
+    num_candidates = candidates["scores"].shape[1]
+    k = max_detections if num_candidates is None else min(max_detections, num_candidates)
+    _, position = tf.math.top_k(masked, k=k)  # (B, k)
+    picked = {key: tf.gather(value, position, batch_dims=1) for key, value in ranked.items()}
+    is_detection = picked["keep"]  # a prefix of every row
+    pad = [[0, 0], [0, max_detections - k]]
+    boxes = tf.where(is_detection[..., None], picked["boxes"], 0.0)
+    return {
+        "boxes": tf.pad(boxes, [*pad, [0, 0]]),
+        "scores": tf.pad(tf.where(is_detection, picked["scores"], 0.0), pad),
+        "classes": tf.pad(tf.where(is_detection, tf.cast(picked["classes"], tf.int32), 0), pad),
+        "num_detections": tf.reduce_sum(tf.cast(is_detection, tf.int32), axis=1),
+    }
+
+
+def decode_detections(
+    cls_logits: tf.Tensor,
+    bbox_regression: tf.Tensor,
+    anchors: tf.Tensor | np.ndarray,
+    variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+    *,
+    method: str = "caffe",
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    top_k: int = 400,
+    max_detections: int = 200,
+    clip: bool = True,
+) -> dict[str, tf.Tensor]:
+    """Turn raw network outputs into the best `max_detections` detections per image.
+
+    Args:
+        cls_logits: (B, N, C) class logits, class 0 is background.
+        bbox_regression: (B, N, 4) box deltas (see `ssd_core.box_coder`).
+        anchors: (N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`.
+        variances: the box coding variances of the model.
+        method: `"caffe"` (per-class NMS) or `"fast"` (class-agnostic NMS); see module doc.
+        score_threshold: candidates need a softmax score strictly above this, in [0, 1).
+        iou_threshold: NMS suppresses IoU strictly above this, in [0, 1].
+        top_k: candidates per class ("caffe") or per image ("fast") that enter NMS.
+        max_detections: K, detections kept per image over all classes.
+        clip: clip decoded boxes to [0, 1] before NMS (Caffe does not).
+
+    Returns:
+        A dict of fixed-shape tensors, rows sorted by descending score and zero after
+        `num_detections`: `"boxes"` (B, K, 4) float32 normalised `[xmin, ymin, xmax, ymax]`,
+        `"scores"` (B, K) float32, `"classes"` (B, K) int32 labels in 1..C-1,
+        `"num_detections"` (B,) int32.
+
+    Raises:
+        ValueError: for an argument out of range or inputs of the wrong shape.
+    """
+    validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
+    cls_logits = tf.convert_to_tensor(cls_logits, dtype=tf.float32)
+    bbox_regression = tf.convert_to_tensor(bbox_regression, dtype=tf.float32)
+    if cls_logits.shape.rank != 3 or (
+        cls_logits.shape[-1] is not None and cls_logits.shape[-1] < 2
+    ):
+        raise ValueError(
+            f"cls_logits must have shape (B, N, C) with C >= 2, got {cls_logits.shape}"
+        )
+    if bbox_regression.shape.rank != 3 or bbox_regression.shape[-1] != 4:
+        raise ValueError(f"bbox_regression must have shape (B, N, 4), got {bbox_regression.shape}")
+    boxes = decode_boxes(bbox_regression, anchors, variances)  # (B, N, 4)
+    if clip:
+        boxes = clip_boxes(boxes)
+    scores = tf.nn.softmax(cls_logits, axis=-1)[..., 1:]  # (B, N, C-1), background dropped
+    find = _caffe_candidates if method == "caffe" else _fast_candidates
+    candidates = find(boxes, scores, score_threshold, iou_threshold, int(top_k))
+    return _select_detections(candidates, tf.shape(scores)[2], int(max_detections))
+
+
+@keras.saving.register_keras_serializable(package="ssd_core")
+class DetectionDecoder(keras.layers.Layer):
+    """Keras layer: raw SSD outputs -> padded detections (`decode_detections`).
+
+    Args:
+        ssd_config: the model's `SSDConfig` as a dict (`config.to_dict()`); anchors and
+            variances come from it.
+        method, score_threshold, iou_threshold, top_k, max_detections, clip: see
+            `decode_detections`.
+
+    Call with `{"cls_logits": (B, N, C), "bbox_regression": (B, N, 4)}`; returns the dict of
+    `decode_detections`. N must equal the config's anchor count.
+    """
+
+    def __init__(
+        self,
+        ssd_config: dict[str, Any],
+        method: str = "caffe",
+        score_threshold: float = 0.01,
+        iou_threshold: float = 0.45,
+        top_k: int = 400,
+        max_detections: int = 200,
+        clip: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
+        if isinstance(ssd_config, SSDConfig):
+            ssd_config = ssd_config.to_dict()
+        self.ssd_config = dict(ssd_config)
+        self.method = method
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.top_k = int(top_k)
+        self.max_detections = int(max_detections)
+        self.clip = bool(clip)
+        config = SSDConfig.from_dict(self.ssd_config)
+        self._variances = config.variances
+        self._num_classes = config.num_classes
+        self._anchors = generate_anchors(config)  # (N, 4) float32, a graph constant
+
+    def _check_inputs(self, inputs: dict[str, Any]) -> None:
+        if not isinstance(inputs, dict) or set(inputs) != {"cls_logits", "bbox_regression"}:
+            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(
+                f"DetectionDecoder expects a dict with cls_logits, bbox_regression; got {got}"
+            )
+        num_anchors = self._anchors.shape[0]
+        n = inputs["cls_logits"].shape[1]
+        if n is not None and n != num_anchors:
+            raise ValueError(f"inputs have {n} anchors but the config generates {num_anchors}")
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        self._check_inputs(inputs)
+        return decode_detections(
+            inputs["cls_logits"],
+            inputs["bbox_regression"],
+            self._anchors,
+            self._variances,
+            method=self.method,
+            score_threshold=self.score_threshold,
+            iou_threshold=self.iou_threshold,
+            top_k=self.top_k,
+            max_detections=self.max_detections,
+            clip=self.clip,
+        )
+
+    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
+        batch = input_shape["cls_logits"][0]
+        k = self.max_detections
+        return {
+            "boxes": (batch, k, 4),
+            "scores": (batch, k),
+            "classes": (batch, k),
+            "num_detections": (batch,),
+        }
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        shapes = self.compute_output_shape({key: value.shape for key, value in inputs.items()})
+        dtypes = {"boxes": "float32", "scores": "float32", "classes": "int32"}
+        return {
+            key: keras.KerasTensor(shape, dtype=dtypes.get(key, "int32"))
+            for key, shape in shapes.items()
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "ssd_config": self.ssd_config,
+            "method": self.method,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "top_k": self.top_k,
+            "max_detections": self.max_detections,
+            "clip": self.clip,
+        }
