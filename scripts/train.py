@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--schedule-scale", type=float, default=1.0, help="scales --lr-steps")
     optim.add_argument("--warmup-steps", type=int, default=500)
     optim.add_argument("--momentum", type=float, default=0.9)
+    optim.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default="sgd",
+        help="sgd: the paper recipe; adam: faster from scratch on small data (SSD7)",
+    )
     optim.add_argument("--weight-decay", type=float, default=5e-4)
     optim.add_argument("--seed", type=int, default=0)
     optim.add_argument(
@@ -146,7 +152,10 @@ def build_trainer(
         if args.weights is not None:
             model.load_weights(args.weights)
             logger.info("loaded initial weights from %s", args.weights)
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum)
+        if args.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum)
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return Trainer(model, optimizer, SSDLoss(), args.weight_decay, strategy)

@@ -6,6 +6,7 @@ nothing else.
 """
 
 from ssd_core.anchors import generate_anchors
+from ssd_core.assets import default_model_path
 from ssd_core.box_coder import decode_boxes, encode_boxes
 from ssd_core.config import SSDConfig
 from ssd_core.layers import ImageNormalization, L2Normalization
@@ -17,6 +18,7 @@ __all__ = [
     "ImageNormalization",
     "L2Normalization",
     "build_model",
+    "default_model_path",
     "to_inference",
     "SSDConfig",
     "generate_anchors",
