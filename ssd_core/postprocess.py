@@ -60,7 +60,7 @@ def validate_decoding_arguments(
 
 
 def greedy_nms(
-    boxes: tf.Tensor, valid: tf.Tensor, iou_threshold: float, tile_size: int = 64
+    boxes: tf.Tensor, valid: tf.Tensor, iou_threshold: float, tile_size: int = 32
 ) -> tf.Tensor:
     """Greedy non-maximum suppression over many independent groups at once.
 
@@ -141,7 +141,7 @@ def _caffe_candidates(
     """Per-class top-k and NMS. boxes (B, N, 4), scores (B, N, C-1) -> candidates (B, M)."""
     batch, num_fg = tf.shape(scores)[0], tf.shape(scores)[2]
     per_class = tf.transpose(scores, [0, 2, 1])  # (B, C-1, N)
-    k = min(top_k, scores.shape[1]) if scores.shape[1] is not None else top_k
+    k = min(top_k, scores.shape[1])
     # top_k ranks equal scores by lower index first, i.e. lower anchor index.
     top_scores, anchor_index = tf.math.top_k(per_class, k=k)  # (B, C-1, k)
     top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, C-1, k, 4)
@@ -166,7 +166,7 @@ def _fast_candidates(
     # The lowest class reaching the maximum (tf.argmax does not promise a tie rule).
     label_index = tf.where(scores == best[..., None], tf.range(num_fg)[None, None, :], num_fg)
     best_class = tf.reduce_min(label_index, axis=-1) + 1  # (B, N) in 1..C-1
-    k = min(top_k, scores.shape[1]) if scores.shape[1] is not None else top_k
+    k = min(top_k, scores.shape[1])
     top_scores, anchor_index = tf.math.top_k(best, k=k)  # (B, k)
     top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, k, 4)
     valid = top_scores > score_threshold
@@ -190,13 +190,13 @@ def _select_detections(
     # lower position first, breaks ties by anchor index then class.
     tie_key = candidates["anchor_index"] * num_fg + candidates["classes"] - 1
     order = tf.argsort(tie_key, axis=-1, stable=True)  # (B, M)
-    ranked = {key: tf.gather(value, order, batch_dims=1) for key, value in candidates.items()}
     # Kept scores are > score_threshold >= 0, so -1 sorts every dropped candidate last.
-    masked = tf.where(ranked["keep"], ranked["scores"], -1.0)
-    num_candidates = candidates["scores"].shape[1]
-    k = max_detections if num_candidates is None else min(max_detections, num_candidates)
+    masked = tf.where(candidates["keep"], candidates["scores"], -1.0)
+    masked = tf.gather(masked, order, batch_dims=1)
+    k = min(max_detections, candidates["scores"].shape[1])
     _, position = tf.math.top_k(masked, k=k)  # (B, k)
-    picked = {key: tf.gather(value, position, batch_dims=1) for key, value in ranked.items()}
+    index = tf.gather(order, position, batch_dims=1)  # (B, k) into the candidates
+    picked = {key: tf.gather(value, index, batch_dims=1) for key, value in candidates.items()}
     is_detection = picked["keep"]  # a prefix of every row
     pad = [[0, 0], [0, max_detections - k]]
     boxes = tf.where(is_detection[..., None], picked["boxes"], 0.0)
@@ -206,6 +206,23 @@ def _select_detections(
         "classes": tf.pad(tf.where(is_detection, tf.cast(picked["classes"], tf.int32), 0), pad),
         "num_detections": tf.reduce_sum(tf.cast(is_detection, tf.int32), axis=1),
     }
+
+
+def _check_shapes(cls_logits: tf.Tensor, bbox_regression: tf.Tensor, anchors: tf.Tensor) -> None:
+    """Raise ValueError unless the shapes are (B, N, C >= 2), (B, N, 4), (N, 4), N static."""
+    if cls_logits.shape.rank != 3 or cls_logits.shape[1] is None or cls_logits.shape[2] is None:
+        raise ValueError(
+            f"cls_logits must have shape (B, N, C) with static N and C, got {cls_logits.shape}"
+        )
+    num_anchors, num_classes = cls_logits.shape[1], cls_logits.shape[2]
+    if num_classes < 2:
+        raise ValueError(f"cls_logits needs C >= 2 classes (background + 1), got {num_classes}")
+    if bbox_regression.shape.rank != 3 or bbox_regression.shape[1:] != (num_anchors, 4):
+        raise ValueError(
+            f"bbox_regression must have shape (B, {num_anchors}, 4), got {bbox_regression.shape}"
+        )
+    if anchors.shape != (num_anchors, 4):
+        raise ValueError(f"anchors must have shape ({num_anchors}, 4), got {anchors.shape}")
 
 
 def decode_detections(
@@ -224,7 +241,7 @@ def decode_detections(
     """Turn raw network outputs into the best `max_detections` detections per image.
 
     Args:
-        cls_logits: (B, N, C) class logits, class 0 is background.
+        cls_logits: (B, N, C) class logits, class 0 is background; N and C static.
         bbox_regression: (B, N, 4) box deltas (see `ssd_core.box_coder`).
         anchors: (N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`.
         variances: the box coding variances of the model.
@@ -247,14 +264,8 @@ def decode_detections(
     validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
     cls_logits = tf.convert_to_tensor(cls_logits, dtype=tf.float32)
     bbox_regression = tf.convert_to_tensor(bbox_regression, dtype=tf.float32)
-    if cls_logits.shape.rank != 3 or (
-        cls_logits.shape[-1] is not None and cls_logits.shape[-1] < 2
-    ):
-        raise ValueError(
-            f"cls_logits must have shape (B, N, C) with C >= 2, got {cls_logits.shape}"
-        )
-    if bbox_regression.shape.rank != 3 or bbox_regression.shape[-1] != 4:
-        raise ValueError(f"bbox_regression must have shape (B, N, 4), got {bbox_regression.shape}")
+    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    _check_shapes(cls_logits, bbox_regression, anchors)
     boxes = decode_boxes(bbox_regression, anchors, variances)  # (B, N, 4)
     if clip:
         boxes = clip_boxes(boxes)

@@ -293,8 +293,14 @@ def test_decode_detections_rejects_bad_arguments(kwargs, message):
 
 def test_decode_detections_rejects_wrong_regression_shape():
     logits, deltas, anchors = _random_inputs(9, batch=1)
-    with pytest.raises(ValueError, match=r"bbox_regression must have shape \(B, N, 4\)"):
+    with pytest.raises(ValueError, match=r"bbox_regression must have shape \(B, 300, 4\)"):
         decode_detections(logits, deltas[..., :3], anchors, VARIANCES)
+
+
+def test_decode_detections_rejects_anchor_count_mismatch():
+    logits, deltas, anchors = _random_inputs(9, batch=1)
+    with pytest.raises(ValueError, match=r"anchors must have shape \(300, 4\), got \(299, 4\)"):
+        decode_detections(logits, deltas, anchors[:299], VARIANCES)
 
 
 # --- greedy_nms ------------------------------------------------------------------------------
@@ -398,3 +404,17 @@ def test_decoder_rejects_inputs_with_wrong_anchor_count():
 def test_decoder_rejects_bad_method():
     with pytest.raises(ValueError, match="method must be one of"):
         _ssd7_decoder(method="soft")
+
+
+def test_xla_compiled_result_equals_eager():
+    logits, deltas, anchors = _random_inputs(12)
+    kwargs = {"top_k": 40, "max_detections": 100}
+    eager = decode_detections(logits, deltas, anchors, VARIANCES, **kwargs)
+    compiled = tf.function(
+        lambda c, b: decode_detections(c, b, anchors, VARIANCES, **kwargs), jit_compile=True
+    )(tf.constant(logits), tf.constant(deltas))
+    # XLA fuses the softmax differently: equal up to float32 rounding.
+    for key in ("num_detections", "classes"):
+        np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy())
+    for key in ("boxes", "scores"):
+        np.testing.assert_allclose(compiled[key].numpy(), eager[key].numpy(), atol=1e-6)
