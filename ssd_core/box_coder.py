@@ -30,6 +30,11 @@ _MIN_SIZE = 1e-12
 _MAX_LOG_SCALE = math.log(1000.0 / 16.0)
 
 
+def _as_float32(values: tf.Tensor | object) -> tf.Tensor:
+    """Any tensor-like (float16 from mixed precision, float64 NumPy, lists) as float32."""
+    return tf.cast(tf.convert_to_tensor(values), tf.float32)
+
+
 def _variances_tensor(variances: Sequence[float], dtype: tf.DType) -> tf.Tensor:
     if len(variances) != 4 or any(float(v) <= 0.0 for v in variances):
         raise ValueError(f"variances must be 4 positive values, got {tuple(variances)}")
@@ -60,8 +65,8 @@ def encode_boxes(
     Raises:
         ValueError: if a shape's last axis is not 4 or a variance is not positive.
     """
-    boxes = tf.convert_to_tensor(boxes, dtype=tf.float32)
-    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    boxes = _as_float32(boxes)
+    anchors = _as_float32(anchors)
     _check_last_axis(boxes, "boxes")
     _check_last_axis(anchors, "anchors")
     scale = _variances_tensor(variances, tf.float32)
@@ -90,8 +95,8 @@ def decode_boxes(
     Raises:
         ValueError: if a shape's last axis is not 4 or a variance is not positive.
     """
-    deltas = tf.convert_to_tensor(deltas, dtype=tf.float32)
-    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    deltas = _as_float32(deltas)
+    anchors = _as_float32(anchors)
     _check_last_axis(deltas, "deltas")
     _check_last_axis(anchors, "anchors")
     scaled = deltas * _variances_tensor(variances, tf.float32)

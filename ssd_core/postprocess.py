@@ -262,9 +262,9 @@ def decode_detections(
         ValueError: for an argument out of range or inputs of the wrong shape.
     """
     validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
-    cls_logits = tf.convert_to_tensor(cls_logits, dtype=tf.float32)
-    bbox_regression = tf.convert_to_tensor(bbox_regression, dtype=tf.float32)
-    anchors = tf.convert_to_tensor(anchors, dtype=tf.float32)
+    cls_logits = tf.cast(tf.convert_to_tensor(cls_logits), tf.float32)
+    bbox_regression = tf.cast(tf.convert_to_tensor(bbox_regression), tf.float32)
+    anchors = tf.cast(tf.convert_to_tensor(anchors), tf.float32)
     _check_shapes(cls_logits, bbox_regression, anchors)
     boxes = decode_boxes(bbox_regression, anchors, variances)  # (B, N, 4)
     if clip:

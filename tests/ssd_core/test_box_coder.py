@@ -102,3 +102,11 @@ def test_rejects_non_positive_variance():
 def test_rejects_boxes_without_four_coordinates():
     with pytest.raises(ValueError, match=r"deltas must have shape \(\.\.\., N, 4\)"):
         decode_boxes(np.zeros((2, 3), np.float32), ANCHOR, VARIANCES)
+
+
+def test_float16_and_float64_inputs_give_float32_boxes():
+    deltas = np.array([[1.0, -1.0, 0.5, 0.0]], np.float16)
+    out = decode_boxes(deltas, ANCHOR.astype(np.float64), VARIANCES)
+    assert out.dtype == np.float32
+    half_w = 0.4 * math.exp(0.1) / 2
+    np.testing.assert_allclose(out.numpy(), [[0.44 - half_w, 0.18, 0.44 + half_w, 0.38]], atol=1e-6)

@@ -418,3 +418,18 @@ def test_xla_compiled_result_equals_eager():
         np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy())
     for key in ("boxes", "scores"):
         np.testing.assert_allclose(compiled[key].numpy(), eager[key].numpy(), atol=1e-6)
+
+
+def test_decoder_under_mixed_precision_returns_float32_detections():
+    config = SSDConfig.preset("ssd7")
+    n = len(generate_anchors(config))
+    rng = np.random.default_rng(13)
+    logits = rng.normal(0, 3, size=(1, n, config.num_classes)).astype(np.float16)
+    deltas = rng.normal(0, 0.5, size=(1, n, 4)).astype(np.float16)
+    layer = _ssd7_decoder(dtype="mixed_float16")
+    out = layer({"cls_logits": tf.constant(logits), "bbox_regression": tf.constant(deltas)})
+    assert out["boxes"].dtype == tf.float32 and out["scores"].dtype == tf.float32
+    expected = decode_detections(
+        logits.astype(np.float32), deltas.astype(np.float32), generate_anchors(config)
+    )
+    np.testing.assert_array_equal(out["num_detections"], expected["num_detections"])
