@@ -16,11 +16,11 @@ from ssd_core.backbones import build_backbone
 from ssd_core.config import SSDConfig
 from ssd_core.heads import build_heads
 from ssd_core.layers import ImageNormalization
+from ssd_core.postprocess import DetectionDecoder, validate_decoding_arguments
 
 logger = logging.getLogger(__name__)
 
 MODES = ("training", "inference")
-DECODERS = ("caffe", "fast")
 
 
 @keras.saving.register_keras_serializable(package="ssd_core")
@@ -58,8 +58,8 @@ class SSD(keras.Model):
         )
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        # Checked in training mode too: the options travel to `to_inference`.
+        validate_decoding_arguments(decoder, score_threshold, iou_threshold, top_k, max_detections)
         decoder_options = {
             "score_threshold": float(score_threshold),
             "iou_threshold": float(iou_threshold),
@@ -108,8 +108,6 @@ def _decode(
     config: SSDConfig, raw: dict[str, Any], method: str, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Append the TF-side decoder of `ssd_core.postprocess` to the raw outputs."""
-    from ssd_core.postprocess import DetectionDecoder
-
     decoder = DetectionDecoder(config.to_dict(), method=method, name="detection_decoder", **options)
     return decoder({"cls_logits": raw["cls_logits"], "bbox_regression": raw["bbox_regression"]})
 

@@ -100,6 +100,43 @@ def test_ssd512_has_conv10_2_with_a_4x4_kernel(ssd512):
     assert tuple(ssd512.get_layer("conv10_2").kernel.shape) == (4, 4, 128, 256)
 
 
+def _caffe_conv_relu(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int, pad: int):
+    """Caffe Convolution + ReLU in NumPy: `pad` zeros on every side. x (H, W, Cin)."""
+    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    k = kernel.shape[0]
+    out_h = (padded.shape[0] - k) // stride + 1
+    out_w = (padded.shape[1] - k) // stride + 1
+    out = np.empty((out_h, out_w, kernel.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = padded[i * stride : i * stride + k, j * stride : j * stride + k]
+            out[i, j] = np.einsum("hwc,hwco->o", patch, kernel) + bias
+    return np.maximum(out, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "layer", "size", "stride", "pad"),
+    [
+        ("ssd300", "conv7_2", 10, 2, 1),  # even input: TF "same" would pad bottom/right only
+        ("ssd512", "conv10_2", 2, 1, 1),  # 4x4 kernel, pad 1
+    ],
+)
+def test_padded_convolutions_match_caffe(request, model_name, layer, size, stride, pad):
+    model = request.getfixturevalue(model_name)
+    conv = model.get_layer(layer)
+    kernel, bias = (w.numpy() for w in conv.weights)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(size, size, kernel.shape[2])).astype(np.float32)
+    saved_bias, bias = bias, rng.normal(size=bias.shape).astype(np.float32)
+    conv.bias.assign(bias)
+    try:
+        got = conv(model.get_layer(f"{layer}_pad")(x[None])).numpy()[0]
+    finally:
+        conv.bias.assign(saved_bias)
+    expected = _caffe_conv_relu(x, kernel, bias, stride, pad)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_conv4_3_norm_scale_starts_at_20(ssd300):
     np.testing.assert_array_equal(ssd300.get_layer("conv4_3_norm").scale.numpy(), 20.0)
 
@@ -115,6 +152,15 @@ def test_vgg16_rejects_source_layers_it_does_not_produce():
 def test_build_model_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode must be one of"):
         build_model(TINY_SSD7, mode="train")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [({"decoder": "nms"}, "method must be one of"), ({"iou_threshold": 1.5}, "iou_threshold")],
+)
+def test_build_model_rejects_invalid_decoder_options_in_training_mode(option, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(TINY_SSD7, **option)
 
 
 def test_tiny_ssd7_forward_gives_one_row_per_anchor(tiny_ssd7):
