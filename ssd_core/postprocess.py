@@ -20,9 +20,10 @@ Deviations from Caffe, all deliberate:
   scores the lower anchor index ranks first, then the lower class label. This holds for the
   per-class `top_k`, the NMS order and the final selection.
 
-All shapes are fixed (K = `max_detections`), so the decoder works inside `tf.function` and a
-serving signature; NMS is vectorised over images and classes with one `tf.while_loop` over
-candidate rank, no Python loop over the batch.
+All shapes are fixed (K = `max_detections`), so the decoder works inside `tf.function`, a
+serving signature and under XLA. NMS is exact greedy NMS, vectorised over images and classes
+(`greedy_nms`): candidates are decided in tiles of ranks, each tile by a short fixed-point
+iteration, with no Python loop over the batch.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ from ssd_core.box_ops import clip_boxes, pairwise_iou
 from ssd_core.config import SSDConfig
 
 METHODS = ("caffe", "fast")
-OUTPUT_KEYS = ("boxes", "scores", "classes", "num_detections")
+OUTPUT_DTYPES = {
+    "boxes": "float32",
+    "scores": "float32",
+    "classes": "int32",
+    "num_detections": "int32",
+}
 
 
 def validate_decoding_arguments(
@@ -291,7 +297,7 @@ class DetectionDecoder(keras.layers.Layer):
 
     def __init__(
         self,
-        ssd_config: dict[str, Any],
+        ssd_config: dict[str, Any] | SSDConfig,
         method: str = "caffe",
         score_threshold: float = 0.01,
         iou_threshold: float = 0.45,
@@ -324,9 +330,11 @@ class DetectionDecoder(keras.layers.Layer):
                 f"DetectionDecoder expects a dict with cls_logits, bbox_regression; got {got}"
             )
         num_anchors = self._anchors.shape[0]
-        n = inputs["cls_logits"].shape[1]
+        _, n, c = inputs["cls_logits"].shape
         if n is not None and n != num_anchors:
             raise ValueError(f"inputs have {n} anchors but the config generates {num_anchors}")
+        if c is not None and c != self._num_classes:
+            raise ValueError(f"cls_logits has {c} classes but the config has {self._num_classes}")
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         self._check_inputs(inputs)
@@ -355,11 +363,7 @@ class DetectionDecoder(keras.layers.Layer):
 
     def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
         shapes = self.compute_output_shape({key: value.shape for key, value in inputs.items()})
-        dtypes = {"boxes": "float32", "scores": "float32", "classes": "int32"}
-        return {
-            key: keras.KerasTensor(shape, dtype=dtypes.get(key, "int32"))
-            for key, shape in shapes.items()
-        }
+        return {key: keras.KerasTensor(shapes[key], dtype=OUTPUT_DTYPES[key]) for key in shapes}
 
     def get_config(self) -> dict[str, Any]:
         return {

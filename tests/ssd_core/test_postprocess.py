@@ -401,6 +401,16 @@ def test_decoder_rejects_inputs_with_wrong_anchor_count():
         )
 
 
+def test_decoder_rejects_inputs_with_wrong_class_count():
+    n = len(generate_anchors(SSDConfig.preset("ssd7")))
+    inputs = {
+        "cls_logits": np.zeros((1, n, 9), np.float32),
+        "bbox_regression": np.zeros((1, n, 4), np.float32),
+    }
+    with pytest.raises(ValueError, match="cls_logits has 9 classes but the config has"):
+        _ssd7_decoder()(inputs)
+
+
 def test_decoder_rejects_bad_method():
     with pytest.raises(ValueError, match="method must be one of"):
         _ssd7_decoder(method="soft")
