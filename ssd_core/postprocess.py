@@ -74,7 +74,7 @@ def greedy_nms(
         boxes: (G, K, 4) float32 `[xmin, ymin, xmax, ymax]`, each group sorted by descending
             score; K must be static.
         valid: (G, K) bool, the candidates that take part (invalid ones are never kept and never
-            suppress anything). Padding candidates must come after all valid ones.
+            suppress anything).
         iou_threshold: a box is suppressed by a kept box ranked before it when their IoU is
             strictly greater than this (Caffe `ApplyNMSFast`).
         tile_size: candidates decided together; bounds memory at (G, tile_size, K) IoUs.
@@ -86,8 +86,8 @@ def greedy_nms(
     if num is None:
         raise ValueError(f"greedy_nms needs a static number of candidates, got {boxes.shape}")
     valid = tf.convert_to_tensor(valid)
-    # Tiles past the largest valid count hold no candidates; skip their work at run time.
-    active = tf.reduce_max(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1))
+    # Tiles past the last valid candidate of every group decide nothing; skip them at run time.
+    active = tf.reduce_max(tf.where(valid, tf.range(1, num + 1)[None, :], 0))
     keep_tiles: list[tf.Tensor] = []
     for start in range(0, num, tile_size):
         stop = min(start + tile_size, num)

@@ -320,12 +320,23 @@ def test_greedy_nms_keeps_iou_equal_to_threshold():
     np.testing.assert_array_equal(greedy_nms(tf.constant(boxes), valid, 0.49), [[True, False]])
 
 
+def test_greedy_nms_keeps_valid_candidates_in_late_tiles():
+    boxes = np.zeros((1, 50, 4), np.float32)
+    boxes[0, 3], boxes[0, 40] = [0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.9, 0.9]
+    valid = np.zeros((1, 50), bool)
+    valid[0, [3, 40]] = True
+    keep = greedy_nms(tf.constant(boxes), tf.constant(valid), 0.45, tile_size=8).numpy()
+    assert list(np.flatnonzero(keep[0])) == [3, 40]
+
+
 def test_greedy_nms_across_tiles_matches_numpy_reference():
     rng = np.random.default_rng(10)
-    boxes = np.stack([_random_anchors(rng, 50) for _ in range(6)])  # (6 groups, 50, 4)
-    valid = np.arange(50)[None, :] < np.array([[50], [49], [17], [4], [1], [0]])
+    boxes = np.stack([_random_anchors(rng, 50) for _ in range(6)])  # (6, 50, 4)
+    valid = np.arange(50)[None, :] < np.array([[50], [49], [17], [4], [1], [0], [0]])
+    valid[6, [3, 20, 21, 40]] = True  # scattered candidates, not a prefix
+    boxes = np.concatenate([boxes, boxes[:1]])
     keep = greedy_nms(tf.constant(boxes), tf.constant(valid), 0.4, tile_size=8).numpy()
-    for group in range(6):
+    for group in range(7):
         order = list(np.flatnonzero(valid[group]))
         expected = _np_greedy_nms(boxes[group].astype(np.float64), order, 0.4)
         assert list(np.flatnonzero(keep[group])) == expected
