@@ -1,0 +1,85 @@
+"""The shipped default model finds clear shapes in freshly generated scenes (not its training
+set: a seed the training and test splits never use)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ssd_core
+from ssd_core.data.shapes import render_scene
+
+FRESH_SEED = 20_261_124  # the training data used seed 0 (train and test splits)
+NUM_SCENES = 12
+MIN_SIDE_PX = 24  # "clear": unoccluded, not cut by the border, not tiny
+SCORE_THRESHOLD = 0.5
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Plain NumPy IoU of one pixel xyxy box with (K, 4) boxes."""
+    inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = inter_w * inter_h
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter)
+
+
+@pytest.fixture(scope="module")
+def model():
+    path = ssd_core.default_model_path()
+    assert path.exists(), f"the default model is missing at {path}"
+    loaded = keras.saving.load_model(path)
+    return ssd_core.to_inference(loaded) if loaded.mode != "inference" else loaded
+
+
+def detect(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel boxes, labels and scores above SCORE_THRESHOLD for one RGB uint8 image."""
+    height, width = model.ssd_config.image_size
+    resized = tf.image.resize(image[None].astype(np.float32), (height, width))
+    out = model(resized, training=False)
+    count = int(out["num_detections"][0])
+    scale = np.array([image.shape[1], image.shape[0]] * 2, np.float32)
+    boxes = out["boxes"][0, :count].numpy() * scale
+    labels, scores = out["classes"][0, :count].numpy(), out["scores"][0, :count].numpy()
+    keep = scores >= SCORE_THRESHOLD
+    return boxes[keep], labels[keep], scores[keep]
+
+
+def clear_objects(scene) -> list[tuple[np.ndarray, int]]:
+    boxes = scene.boxes.copy()
+    boxes[:, :2] -= 1.0  # VOC 1-based inclusive -> 0-based continuous pixels
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    clear = (
+        (scene.visible_fraction >= 0.999) & ~scene.truncated & ~scene.difficult
+        & (sides >= MIN_SIDE_PX)
+    )  # fmt: skip
+    return [(boxes[i], int(scene.labels[i])) for i in np.flatnonzero(clear)]
+
+
+def test_default_model_is_an_ssd7_for_the_shapes_classes(model) -> None:
+    assert model.ssd_config.backbone == "ssd7"
+    assert model.ssd_config.class_names == ssd_core.presets.SHAPES_CLASSES
+
+
+def test_default_model_finds_clear_shapes_in_fresh_scenes(model) -> None:
+    found, total, correct_detections, detections = 0, 0, 0, 0
+    for index in range(NUM_SCENES):
+        scene = render_scene(np.random.default_rng([FRESH_SEED, index]), 192, 320)
+        boxes, labels, _ = detect(model, scene.image)
+        detections += len(boxes)
+        objects = clear_objects(scene)
+        total += len(objects)
+        for box, label in objects:
+            same_class = boxes[labels == label]
+            found += bool(same_class.size and iou(box, same_class).max() > 0.5)
+        all_boxes = scene.boxes.copy()
+        all_boxes[:, :2] -= 1.0
+        for box, label in zip(boxes, labels, strict=True):
+            same = all_boxes[scene.labels == label]
+            correct_detections += bool(same.size and iou(box, same).max() > 0.5)
+    assert total >= 15, "too few clear objects to judge; change FRESH_SEED"
+    assert found / total >= 0.9, f"found {found} of {total} clear objects"
+    assert correct_detections / max(detections, 1) >= 0.9, (correct_detections, detections)
