@@ -85,6 +85,39 @@ def random_contrast(
     return tf.clip_by_value(image * factor, 0.0, 255.0)
 
 
+def _draw(seed: tf.Tensor, prob: float, low: float, high: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """(apply?, value): a coin with probability `prob` and a uniform value in [low, high)."""
+    seeds = split_seed(seed, 2)
+    return _coin(seeds[0], prob), tf.random.stateless_uniform([], seeds[1], low, high)
+
+
+def _adjust_hsv(image: tf.Tensor, saturation: tf.Tensor, hue_shift: tf.Tensor) -> tf.Tensor:
+    """Scale saturation and rotate hue in one RGB -> HSV -> RGB round trip (0..255 in and out)."""
+    hsv = tf.image.rgb_to_hsv(image / 255.0)
+    hue = tf.math.floormod(hsv[..., 0] + hue_shift, 1.0)
+    sat = tf.clip_by_value(hsv[..., 1] * saturation, 0.0, 1.0)
+    rgb = tf.image.hsv_to_rgb(tf.stack([hue, sat, hsv[..., 2]], axis=-1)) * 255.0
+    return tf.clip_by_value(rgb, 0.0, 255.0)
+
+
+def random_saturation_hue(
+    image: tf.Tensor,
+    saturation_seed: tf.Tensor,
+    hue_seed: tf.Tensor,
+    saturation_prob: float = 0.5,
+    hue_prob: float = 0.5,
+) -> tf.Tensor:
+    """`random_saturation` then `random_hue` (the same draws for the same seeds) in a single
+    HSV round trip, skipped when neither applies: the colour conversion is the costliest
+    photometric op, and Caffe's two orders always run these two back to back."""
+    image = _as_float_image(image)
+    apply_sat, factor = _draw(saturation_seed, saturation_prob, *SATURATION_RANGE)
+    apply_hue, shift = _draw(hue_seed, hue_prob, -HUE_DELTA, HUE_DELTA)
+    factor = tf.where(apply_sat, factor, 1.0)
+    shift = tf.where(apply_hue, shift, 0.0)
+    return tf.cond(apply_sat | apply_hue, lambda: _adjust_hsv(image, factor, shift), lambda: image)
+
+
 def random_saturation(
     image: tf.Tensor,
     seed: tf.Tensor,
@@ -93,11 +126,8 @@ def random_saturation(
 ) -> tf.Tensor:
     """Scale the HSV saturation by a factor in `value_range`."""
     image = _as_float_image(image)
-    seeds = split_seed(seed, 2)
-    factor = tf.random.stateless_uniform([], seeds[1], *value_range)
-    factor = tf.where(_coin(seeds[0], prob), factor, 1.0)
-    adjusted = tf.image.adjust_saturation(image / 255.0, factor) * 255.0
-    return tf.clip_by_value(adjusted, 0.0, 255.0)
+    apply, factor = _draw(seed, prob, *value_range)
+    return tf.cond(apply, lambda: _adjust_hsv(image, factor, 0.0), lambda: image)
 
 
 def random_hue(
@@ -105,11 +135,8 @@ def random_hue(
 ) -> tf.Tensor:
     """Rotate the HSV hue by a value in [-delta, delta] (fraction of the full circle)."""
     image = _as_float_image(image)
-    seeds = split_seed(seed, 2)
-    shift = tf.random.stateless_uniform([], seeds[1], -delta, delta)
-    shift = tf.where(_coin(seeds[0], prob), shift, 0.0)
-    adjusted = tf.image.adjust_hue(image / 255.0, shift) * 255.0
-    return tf.clip_by_value(adjusted, 0.0, 255.0)
+    apply, shift = _draw(seed, prob, -delta, delta)
+    return tf.cond(apply, lambda: _adjust_hsv(image, 1.0, shift), lambda: image)
 
 
 def random_channel_swap(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.5) -> tf.Tensor:
@@ -135,12 +162,10 @@ def photometric_distort(
 
     def contrast_first() -> tf.Tensor:
         out = random_contrast(image, seeds[2])
-        out = random_saturation(out, seeds[3])
-        return random_hue(out, seeds[4])
+        return random_saturation_hue(out, seeds[3], seeds[4])
 
     def contrast_last() -> tf.Tensor:
-        out = random_saturation(image, seeds[3])
-        out = random_hue(out, seeds[4])
+        out = random_saturation_hue(image, seeds[3], seeds[4])
         return random_contrast(out, seeds[2])
 
     image = tf.cond(_coin(seeds[1], 0.5), contrast_first, contrast_last)
@@ -166,8 +191,8 @@ def random_expand(
     image = _as_float_image(image)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     seeds = split_seed(seed, 3)
-    ratio = tf.random.stateless_uniform([], seeds[1], 1.0, max_ratio)
-    ratio = tf.where(_coin(seeds[0], prob), ratio, 1.0)
+    apply = _coin(seeds[0], prob)
+    ratio = tf.where(apply, tf.random.stateless_uniform([], seeds[1], 1.0, max_ratio), 1.0)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     canvas_h = tf.cast(tf.floor(tf.cast(height, tf.float32) * ratio), tf.int32)
     canvas_w = tf.cast(tf.floor(tf.cast(width, tf.float32) * ratio), tf.int32)
@@ -179,7 +204,7 @@ def random_expand(
     fill = tf.constant(fill, tf.float32, shape=[3])
     # Pad the mean-subtracted image with zeros, so the border takes exactly the fill colour.
     paddings = [[top, canvas_h - height - top], [left, canvas_w - width - left], [0, 0]]
-    canvas = tf.pad(image - fill, paddings) + fill
+    canvas = tf.cond(apply, lambda: tf.pad(image - fill, paddings) + fill, lambda: image)
     scale = tf.cast(tf.stack([width, height, width, height]), tf.float32)
     shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
     canvas_scale = tf.cast(tf.stack([canvas_w, canvas_h, canvas_w, canvas_h]), tf.float32)

@@ -271,3 +271,12 @@ def test_eval_transform_resizes_and_keeps_boxes() -> None:
     assert out.shape == (30, 40, 3)
     np.testing.assert_array_equal(new_boxes.numpy(), boxes)
     assert_boxes_bound_pixels(out.numpy(), new_boxes.numpy(), new_labels)
+
+
+def test_saturation_hue_in_one_pass_equals_the_two_steps() -> None:
+    image = np.random.default_rng(1).uniform(0, 255, (6, 7, 3)).astype(np.float32)
+    for value in range(6):
+        sat_seed, hue_seed = seed(value), seed(value + 100)
+        sequential = augment.random_hue(augment.random_saturation(image, sat_seed), hue_seed)
+        combined = augment.random_saturation_hue(image, sat_seed, hue_seed)
+        np.testing.assert_allclose(combined.numpy(), sequential.numpy(), atol=0.05)
