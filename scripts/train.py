@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ def apply_quick(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="ssd_quick_"))
     height, width = QUICK_IMAGE_SIZE
     write_shapes_dataset(root, num_train=8, num_test=4, seed=args.seed, height=height, width=width)
+    args.quick_root = root
     args.dataset, args.split = f"voc:{root}", "train"
     args.val_dataset, args.val_split = f"voc:{root}", "test"
     args.config, args.preset = None, "ssd7"
@@ -252,7 +254,11 @@ def main(args: argparse.Namespace) -> int:
         apply_quick(args)
     if not args.dataset:
         raise SystemExit("--dataset is required (or use --quick)")
-    return train(args)
+    try:
+        return train(args)
+    finally:
+        if args.quick:
+            shutil.rmtree(args.quick_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
