@@ -67,6 +67,18 @@ def test_built_feature_maps_match_feature_map_sizes(preset):
     assert built == list(feature_map_sizes(config))
 
 
+@pytest.mark.parametrize(
+    ("preset", "image_size"),
+    [("ssd300_voc", (333, 517)), ("ssd512_voc", (555, 421)), ("ssd7", (101, 203))],
+)
+def test_feature_maps_match_feature_map_sizes_at_odd_non_square_sizes(preset, image_size):
+    # Odd sizes exercise Caffe's ceil-mode pooling (VGG) and floor pooling (SSD7).
+    config = SSDConfig.preset(preset, image_size=image_size)
+    model = build_model(config)
+    built = [tuple(model.get_layer(name).output.shape[1:3]) for name in config.source_layers]
+    assert built == list(feature_map_sizes(config))
+
+
 def test_ssd300_training_outputs_have_one_row_per_anchor(ssd300):
     shapes = {key: tuple(tensor.shape) for key, tensor in ssd300.output.items()}
     assert shapes == {"cls_logits": (None, 8732, 21), "bbox_regression": (None, 8732, 4)}
@@ -380,3 +392,16 @@ def test_to_inference_keeps_the_decoder_options_it_is_not_given(tiny_ssd7):
         "top_k": 20,
         "max_detections": 5,
     }
+
+
+def test_inference_model_round_trips_through_a_keras_file(tiny_ssd7, tmp_path):
+    inference = to_inference(tiny_ssd7, decoder="fast", score_threshold=0.05, max_detections=9)
+    path = tmp_path / "inference.keras"
+    inference.save(path)
+    loaded = keras.saving.load_model(path)
+    assert (loaded.mode, loaded.decoder) == ("inference", "fast")
+    assert loaded.decoder_options == inference.decoder_options
+    images = _images(TINY_SSD7, 2, seed=9)
+    expected, got = inference(images), loaded(images)
+    for key in ("boxes", "scores", "classes", "num_detections"):
+        np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy())
