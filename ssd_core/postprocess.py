@@ -154,12 +154,15 @@ def _caffe_candidates(
     valid = top_scores > score_threshold
     keep = greedy_nms(tf.reshape(top_boxes, [-1, k, 4]), tf.reshape(valid, [-1, k]), iou_threshold)
     classes = tf.broadcast_to(tf.range(1, num_fg + 1)[None, :, None], tf.shape(anchor_index))
+    # The static candidate count keeps M known when the batch size is not (a saved model's
+    # signature), which `_select_detections` needs.
+    m = scores.shape[2] * k if scores.shape[2] is not None else -1
     return {
-        "boxes": tf.reshape(top_boxes, [batch, -1, 4]),
-        "scores": tf.reshape(top_scores, [batch, -1]),
-        "classes": tf.reshape(classes, [batch, -1]),
-        "anchor_index": tf.reshape(anchor_index, [batch, -1]),
-        "keep": tf.reshape(keep, [batch, -1]),
+        "boxes": tf.reshape(top_boxes, [batch, m, 4]),
+        "scores": tf.reshape(top_scores, [batch, m]),
+        "classes": tf.reshape(classes, [batch, m]),
+        "anchor_index": tf.reshape(anchor_index, [batch, m]),
+        "keep": tf.reshape(keep, [batch, m]),
     }
 
 

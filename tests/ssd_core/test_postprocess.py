@@ -454,3 +454,22 @@ def test_decoder_under_mixed_precision_returns_float32_detections():
         logits.astype(np.float32), deltas.astype(np.float32), generate_anchors(config)
     )
     np.testing.assert_array_equal(out["num_detections"], expected["num_detections"])
+
+
+@pytest.mark.parametrize("method", ["caffe", "fast"])
+def test_unknown_batch_size_graph_equals_eager(method):
+    # A saved model's serving signature has batch size None; the static candidate count must
+    # survive it.
+    logits, deltas, anchors = _random_inputs(seed=4)
+    kwargs = {"method": method, "score_threshold": 0.05, "max_detections": 20}
+    eager = decode_detections(logits, deltas, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs)
+    spec = [
+        tf.TensorSpec((None, *logits.shape[1:]), tf.float32),
+        tf.TensorSpec((None, *deltas.shape[1:]), tf.float32),
+    ]
+    graph = tf.function(
+        lambda c, b: decode_detections(c, b, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs),
+        input_signature=spec,
+    )(logits, deltas)
+    for key in ("boxes", "scores", "classes", "num_detections"):
+        np.testing.assert_allclose(graph[key].numpy(), eager[key].numpy(), atol=1e-6)
