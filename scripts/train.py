@@ -4,7 +4,7 @@ service serves.
 Examples:
     # the original SSD300 recipe on VOC07+12 trainval (SGD 0.9, lr 1e-3, steps 80k/100k, batch 32)
     python scripts/train.py --preset ssd300_voc --dataset voc:VOC2007,voc:VOC2012 \\
-        --split trainval --weights VGG_ILSVRC_16_layers_fc_reduced.h5 --out runs/ssd300 \\
+        --split trainval --weights models/vgg16_base.keras --out runs/ssd300 \\
         --val-dataset voc:VOC2007 --val-split test
     # a custom model on a CSV dataset, schedule shortened 10x
     python scripts/train.py --config my_ssd.json --dataset csv:boxes.csv:images \\
