@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed seconds per level")
     parser.add_argument("--model-path", type=Path, help="model to serve; default: embedded")
     parser.add_argument("--max-batch-size", type=int, default=16, help="batching-on batch size")
-    parser.add_argument("--max-batch-delay-ms", type=float, default=5.0)
+    parser.add_argument("--max-batch-delay-ms", type=float, default=0.0)
     parser.add_argument("--image-size", default="480x640", help="HxW of the client JPEG")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument(
