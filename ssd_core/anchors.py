@@ -39,9 +39,7 @@ def anchor_counts(config: SSDConfig) -> tuple[int, ...]:
     )
 
 
-def layer_box_shapes(
-    config: SSDConfig, layer: int
-) -> list[tuple[float, float]]:
+def layer_box_shapes(config: SSDConfig, layer: int) -> list[tuple[float, float]]:
     """(width, height) in pixels of the boxes at one location of predictor layer `layer`."""
     min_size, max_size = anchor_sizes(config)[layer]
     shapes = []

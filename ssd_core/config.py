@@ -79,7 +79,9 @@ class SSDConfig:
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise ValueError(f"image_size must be (height, width) > 0, got {self.image_size}")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes counts background and must be >= 2, got {self.num_classes}")
+            raise ValueError(
+                f"num_classes counts background and must be >= 2, got {self.num_classes}"
+            )
         if len(self.class_names) != self.num_classes - 1:
             raise ValueError(
                 f"class_names must name the {self.num_classes - 1} foreground classes "
@@ -105,7 +107,9 @@ class SSDConfig:
         if len(self.variances) != 4 or any(v <= 0 for v in self.variances):
             raise ValueError(f"variances must be 4 positive values, got {self.variances}")
         if self.channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
+            raise ValueError(
+                f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}"
+            )
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
             raise ValueError("pixel_mean and pixel_std need 3 values (RGB), std > 0")
 

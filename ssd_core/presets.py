@@ -35,7 +35,11 @@ _AR_3 = (1.0, 2.0, 0.5)  # Caffe: aspect_ratio 2, flip true
 _AR_5 = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)  # Caffe: aspect_ratio 2 and 3, flip true
 
 # Caffe VGG-16 input: BGR, ImageNet mean (104, 117, 123) in BGR, no scaling.
-_CAFFE_VGG_INPUT = {"pixel_mean": (123.0, 117.0, 104.0), "pixel_std": (1.0, 1.0, 1.0), "channel_order": "bgr"}
+_CAFFE_VGG_INPUT = {
+    "pixel_mean": (123.0, 117.0, 104.0),
+    "pixel_std": (1.0, 1.0, 1.0),
+    "channel_order": "bgr",
+}
 
 _SSD300 = {
     "backbone": "vgg16",
@@ -55,7 +59,13 @@ _SSD512 = {
     "backbone": "vgg16",
     "image_size": (512, 512),
     "source_layers": (
-        "conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2", "conv10_2",
+        "conv4_3_norm",
+        "fc7",
+        "conv6_2",
+        "conv7_2",
+        "conv8_2",
+        "conv9_2",
+        "conv10_2",
     ),  # fmt: skip
     "aspect_ratios": (_AR_3, _AR_5, _AR_5, _AR_5, _AR_5, _AR_3, _AR_3),
     "two_boxes_for_ar1": True,
