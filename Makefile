@@ -22,6 +22,7 @@ protos: install
 	$(PY) -m service._codegen
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-slow: install

@@ -31,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, module_name in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # that benchmark is not built yet
+        module = importlib.import_module(module_name)
         modules[name] = module
         module.add_arguments(subparsers.add_parser(name, help=module.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
