@@ -1,14 +1,23 @@
 """Shared fixtures of the weight-converter tests: a random SSD300 VOC weight set in Caffe
-layout, and a plain NumPy forward of the layers the tests check (Caffe semantics, NCHW)."""
+layout, the same set written and loaded through each converter (Caffe `.caffemodel`, ssd_keras
+HDF5), and a plain NumPy forward of the layers the tests check (Caffe semantics, NCHW).
+
+ssd_keras files are written with h5py in the layout Keras 2 `save_weights` produces: root
+attribute `layer_names`, one group per layer with attribute `weight_names`, datasets at
+`<layer>/<layer>/kernel:0`.
+"""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import h5py
+import keras
 import numpy as np
 import pytest
 
 from ssd_core import SSDConfig, build_model
+from ssd_core.weights import load_caffe_weights, load_ssd_keras_weights, write_caffemodel
 
 # Caffe's VGG-16 input: BGR channel order, ImageNet mean (B, G, R) = (104, 117, 123).
 CAFFE_MEAN_BGR = np.array([104.0, 117.0, 123.0])
@@ -59,6 +68,82 @@ def random_caffe_blobs(ssd300_voc_config) -> dict[str, list[np.ndarray]]:
     for name, shapes in KNOWN_CAFFE_SHAPES.items():
         assert [a.shape for a in blobs[name]] == shapes, name
     return blobs
+
+
+def _to_keras_layout(arrays):
+    """Caffe (out, in, kh, kw) kernels -> Keras 2 (kh, kw, in, out); vectors unchanged."""
+    return [a.transpose(2, 3, 1, 0) if a.ndim == 4 else a for a in arrays]
+
+
+@pytest.fixture(scope="module")
+def keras_weights(random_caffe_blobs) -> dict[str, list[np.ndarray]]:
+    """`random_caffe_blobs` in Keras 2 layout, as an ssd_keras HDF5 file holds them."""
+    return {name: _to_keras_layout(arrays) for name, arrays in random_caffe_blobs.items()}
+
+
+def write_keras2_weights(group: h5py.Group, weights: dict, split_layer_names: bool = False):
+    """Write `weights` (layer -> Keras-layout arrays) into `group` as Keras 2 `save_weights`
+    does, plus two layers without weights (`input_1`, `pool1`)."""
+    names = [name.encode() for name in weights] + [b"input_1", b"pool1"]  # no-weight layers
+    if split_layer_names:  # Keras 2 splits attributes larger than the HDF5 header limit
+        half = len(names) // 2
+        group.attrs["layer_names0"], group.attrs["layer_names1"] = names[:half], names[half:]
+    else:
+        group.attrs["layer_names"] = names
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = b"2.2.4"
+    for layer, arrays in weights.items():
+        layer_group = group.create_group(layer)
+        suffixes = ["gamma:0"] if len(arrays) == 1 else ["kernel:0", "bias:0"]
+        weight_names = [f"{layer}/{suffix}" for suffix in suffixes]
+        layer_group.attrs["weight_names"] = [n.encode() for n in weight_names]
+        for weight_name, array in zip(weight_names, arrays, strict=True):
+            layer_group.create_dataset(weight_name, data=array)
+    for empty in ("input_1", "pool1"):
+        group.create_group(empty).attrs["weight_names"] = np.array([], dtype="S1")
+
+
+def write_keras2_h5(path, weights, **kwargs):
+    """A Keras 2 weights-only HDF5 file at `path`; `kwargs` go to `write_keras2_weights`."""
+    with h5py.File(path, "w") as file:
+        write_keras2_weights(file, weights, **kwargs)
+
+
+# --- the converted SSD300 forward (acceptance) ------------------------------------------------
+
+CHECKED_LAYERS = ("conv1_1", "conv4_3", "conv4_3_norm", "conv4_3_norm_mbox_conf")
+
+
+@pytest.fixture(scope="module", params=("caffe", "ssd_keras"))
+def converted_activations(
+    request, tmp_path_factory, ssd300_voc_config, random_caffe_blobs, keras_weights
+):
+    """The random weights written in one source's file format (a `.caffemodel`, or an
+    ssd_keras Keras 2 HDF5 file), loaded into SSD300 VOC by its converter, and run on one
+    random 300x300 image.
+
+    Returns:
+        (image (300, 300, 3) float32 RGB 0..255, layer name -> (C, H, W) activations of
+        `CHECKED_LAYERS`).
+    """
+    source = request.param
+    directory = tmp_path_factory.mktemp(source)
+    model = build_model(ssd300_voc_config)
+    if source == "caffe":
+        path = directory / "VGG_VOC0712_SSD_300x300.caffemodel"
+        write_caffemodel(path, random_caffe_blobs, net_name="VGG_VOC0712_SSD_300x300")
+        load_caffe_weights(model, path)
+        image_seed = 1
+    else:
+        path = directory / "VGG_VOC0712_SSD_300x300_iter_120000.h5"
+        write_keras2_h5(path, keras_weights)
+        load_ssd_keras_weights(model, path)
+        image_seed = 2
+    rng = np.random.default_rng(image_seed)
+    image = rng.integers(0, 256, size=(300, 300, 3)).astype(np.float32)
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in CHECKED_LAYERS])
+    outputs = [keras.ops.convert_to_numpy(o)[0].transpose(2, 0, 1) for o in probe(image[None])]
+    return image, dict(zip(CHECKED_LAYERS, outputs, strict=True))
 
 
 def _conv2d_chw(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, pad: int) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""Caffe `.caffemodel` conversion: file format, layout, forward pass against NumPy, errors."""
+"""Caffe `.caffemodel` conversion: file format, layout, errors (the forward pass against NumPy
+is checked for every converter in `test_converted_forward.py`)."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
@@ -16,9 +16,6 @@ from ssd_core.weights import (
 )
 from ssd_core.weights.caffe import caffe_to_keras, caffe_weights_for_model
 from ssd_core.weights.caffe_pb2 import NetParameter
-
-CHECKED_LAYERS = ("conv1_1", "conv4_3", "conv4_3_norm", "conv4_3_norm_mbox_conf")
-
 
 # --- file format ------------------------------------------------------------------------------
 
@@ -97,51 +94,6 @@ def test_legacy_bias_shape_is_accepted(ssd300_voc_config, random_caffe_blobs):
         {"conv1_1": [kernel, bias.reshape(1, 1, 1, 64)]}, model, ["conv1_1"], "old.caffemodel"
     )
     np.testing.assert_array_equal(converted["conv1_1"][1], bias)
-
-
-# --- forward pass against NumPy (acceptance) -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def converted_activations(tmp_path_factory, ssd300_voc_config, random_caffe_blobs):
-    """Write the random blobs as a .caffemodel, convert, and run one 300x300 image."""
-    path = tmp_path_factory.mktemp("caffe") / "VGG_VOC0712_SSD_300x300.caffemodel"
-    write_caffemodel(path, random_caffe_blobs, net_name="VGG_VOC0712_SSD_300x300")
-    model = build_model(ssd300_voc_config)
-    load_caffe_weights(model, path)
-    image = np.random.default_rng(1).integers(0, 256, size=(300, 300, 3)).astype(np.float32)
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in CHECKED_LAYERS])
-    outputs = [keras.ops.convert_to_numpy(o)[0].transpose(2, 0, 1) for o in probe(image[None])]
-    return image, dict(zip(CHECKED_LAYERS, outputs, strict=True))
-
-
-def test_converted_conv1_1_matches_numpy_on_bgr_mean_subtracted_input(
-    converted_activations, random_caffe_blobs, numpy_caffe, close_relative
-):
-    image, activations = converted_activations
-    weight, bias = random_caffe_blobs["conv1_1"]
-    expected = numpy_caffe.relu(
-        numpy_caffe.conv2d(numpy_caffe.caffe_input(image), weight, bias, pad=1)
-    )
-    close_relative(activations["conv1_1"], expected)
-
-
-def test_converted_conv4_3_norm_matches_numpy_l2_norm_and_scale(
-    converted_activations, random_caffe_blobs, numpy_caffe, close_relative
-):
-    _, activations = converted_activations
-    (scale,) = random_caffe_blobs["conv4_3_norm"]
-    expected = numpy_caffe.l2_normalise(activations["conv4_3"], scale)
-    close_relative(activations["conv4_3_norm"], expected)
-
-
-def test_converted_conv4_3_norm_mbox_conf_matches_numpy_head(
-    converted_activations, random_caffe_blobs, numpy_caffe, close_relative
-):
-    _, activations = converted_activations
-    weight, bias = random_caffe_blobs["conv4_3_norm_mbox_conf"]
-    expected = numpy_caffe.conv2d(activations["conv4_3_norm"], weight, bias, pad=1)
-    close_relative(activations["conv4_3_norm_mbox_conf"], expected)
 
 
 # --- errors -----------------------------------------------------------------------------------
