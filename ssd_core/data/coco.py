@@ -19,10 +19,8 @@ from typing import Any
 from ssd_core.data.records import (
     DatasetError,
     DetectionDataset,
-    box_problem,
     check_on_invalid_box,
-    clip_box,
-    handle_invalid_box,
+    checked_box,
     make_record,
     unknown_class_error,
 )
@@ -119,12 +117,10 @@ def _add_annotation(
     if label_of[category] == 0:
         raise unknown_class_error(source, index, names_by_id[category], class_names)
     x, y, w, h = (float(v) for v in ann["bbox"])
-    box = [x, y, x + w, y + h]
     image = images[image_id]
     width, height = image.get("width"), image.get("height")
-    problem = box_problem(box, width, height)
-    if problem is not None:
-        handle_invalid_box(source, index, problem, on_invalid_box)
+    box = checked_box(source, index, [x, y, x + w, y + h], width, height, on_invalid_box)
+    if box is None:
         return
     crowd = bool(ann.get("iscrowd", 0))
-    objects[image_id].append((clip_box(box, width, height), label_of[category], crowd, False))
+    objects[image_id].append((box, label_of[category], crowd, False))

@@ -25,10 +25,8 @@ from typing import Any
 from ssd_core.data.records import (
     DatasetError,
     DetectionDataset,
-    box_problem,
     check_on_invalid_box,
-    clip_box,
-    handle_invalid_box,
+    checked_box,
     make_record,
     unknown_class_error,
 )
@@ -156,12 +154,11 @@ def _add_row(
     if value not in label_of:
         raise unknown_class_error(source, index, value, names)
     try:
-        box = [float(v) for v in raw_box]
+        coordinates = [float(v) for v in raw_box]
     except ValueError as error:
         raise DatasetError(f"{source}: object {index}: bad box coordinate ({error})") from error
-    problem = box_problem(box, width, height)
-    if problem is not None:
-        handle_invalid_box(source, index, problem, on_invalid_box)
+    box = checked_box(source, index, coordinates, width, height, on_invalid_box)
+    if box is None:
         return
     flags = (_flag(row.get(cols.get("difficult", ""))), _flag(row.get(cols.get("truncated", ""))))
-    info["objects"].append((clip_box(box, width, height), label_of[value], *flags))
+    info["objects"].append((box, label_of[value], *flags))

@@ -229,6 +229,26 @@ def handle_invalid_box(source: str, object_index: int, problem: str, on_invalid_
     logger.warning("skipping invalid object: %s", message)
 
 
+def checked_box(
+    source: str,
+    object_index: int,
+    box: Sequence[float],
+    width: int | None,
+    height: int | None,
+    on_invalid_box: str,
+) -> list[float] | None:
+    """A parsed pixel box clipped into the image, or None for an invalid box to skip.
+
+    Raises:
+        DatasetError: the box is invalid and on_invalid_box is "fail" (see `box_problem`).
+    """
+    problem = box_problem(box, width, height)
+    if problem is not None:
+        handle_invalid_box(source, object_index, problem, on_invalid_box)
+        return None
+    return clip_box(box, width, height)
+
+
 def unknown_class_error(source: str, object_index: int, name: str, class_names: Sequence[str]):
     """The error for an object whose class is not in the class list."""
     return DatasetError(

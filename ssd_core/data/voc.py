@@ -19,10 +19,8 @@ from ssd_core.data.records import (
     DatasetError,
     DetectionDataset,
     ImageRecord,
-    box_problem,
     check_on_invalid_box,
-    clip_box,
-    handle_invalid_box,
+    checked_box,
     make_record,
     unknown_class_error,
 )
@@ -109,15 +107,11 @@ def _parse_record(
         name = _text(obj, "name", "")
         if name not in label_of:
             raise unknown_class_error(str(xml_path), index, name, class_names)
-        box = _object_box(xml_path, index, obj)
-        problem = box_problem(box, width, height)
-        if problem is not None:
-            handle_invalid_box(str(xml_path), index, problem, on_invalid_box)
+        coordinates = _object_box(xml_path, index, obj)
+        box = checked_box(str(xml_path), index, coordinates, width, height, on_invalid_box)
+        if box is None:
             continue
-        kept.append(
-            (clip_box(box, width, height), label_of[name], _flag(obj, "difficult"),
-             _flag(obj, "truncated"))
-        )  # fmt: skip
+        kept.append((box, label_of[name], _flag(obj, "difficult"), _flag(obj, "truncated")))
     return make_record(
         image_path=str(dataset_root / "JPEGImages" / filename),
         image_id=image_id,
