@@ -115,39 +115,23 @@ GRID = list(itertools.product((0, 1, 2), (0.01, 0.3, 0.6), (0.3, 0.45, 0.7)))
 # --- decode_detections -----------------------------------------------------------------------
 
 
+# top_k counts candidates per class for "caffe" and per image for "fast".
+@pytest.mark.parametrize(("method", "top_k"), [("caffe", 40), ("fast", 150)])
 @pytest.mark.parametrize(("seed", "score_thr", "iou_thr"), GRID)
-def test_caffe_method_matches_numpy_reference(seed, score_thr, iou_thr):
+def test_method_matches_numpy_reference(method, top_k, seed, score_thr, iou_thr):
     logits, deltas, anchors = _random_inputs(seed)
     out = decode_detections(
         logits,
         deltas,
         anchors,
         VARIANCES,
-        method="caffe",
+        method=method,
         score_threshold=score_thr,
         iou_threshold=iou_thr,
-        top_k=40,
+        top_k=top_k,
         max_detections=100,
     )
-    reference = _np_reference(logits, deltas, anchors, "caffe", score_thr, iou_thr, 40, 100)
-    _assert_matches_reference(out, reference, 100)
-
-
-@pytest.mark.parametrize(("seed", "score_thr", "iou_thr"), GRID)
-def test_fast_method_matches_numpy_reference(seed, score_thr, iou_thr):
-    logits, deltas, anchors = _random_inputs(seed)
-    out = decode_detections(
-        logits,
-        deltas,
-        anchors,
-        VARIANCES,
-        method="fast",
-        score_threshold=score_thr,
-        iou_threshold=iou_thr,
-        top_k=150,
-        max_detections=100,
-    )
-    reference = _np_reference(logits, deltas, anchors, "fast", score_thr, iou_thr, 150, 100)
+    reference = _np_reference(logits, deltas, anchors, method, score_thr, iou_thr, top_k, 100)
     _assert_matches_reference(out, reference, 100)
 
 
