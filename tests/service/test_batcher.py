@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
@@ -45,6 +46,50 @@ def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
+async def submit_together(
+    recorder: Recorder,
+    marks: Iterable[int],
+    *,
+    max_batch_size: int,
+    max_batch_delay_s: float,
+    max_queue_size: int,
+) -> list[int]:
+    """Start a batcher over `recorder` and submit one `marked` image per mark at once.
+
+    Returns:
+        The results in submission order.
+    """
+    batcher = DynamicBatcher(
+        recorder,
+        max_batch_size=max_batch_size,
+        max_batch_delay_s=max_batch_delay_s,
+        max_queue_size=max_queue_size,
+    )
+    batcher.start()
+    deadline = asyncio.get_running_loop().time() + 20
+    return await asyncio.gather(*(batcher.submit(marked(m), deadline) for m in marks))
+
+
+async def hold_one_request_in_compute(
+    recorder: Recorder, max_queue_size: int
+) -> tuple[DynamicBatcher[int], asyncio.Task[int]]:
+    """Start a batch-size-1 batcher and submit mark 1, which `recorder` holds inside
+    `run_batch` until its gate is set.
+
+    Returns:
+        (the batcher, the task of the held request).
+    """
+    recorder.gate.clear()
+    batcher = DynamicBatcher(
+        recorder, max_batch_size=1, max_batch_delay_s=0, max_queue_size=max_queue_size
+    )
+    batcher.start()
+    deadline = asyncio.get_running_loop().time() + 20
+    held = asyncio.create_task(batcher.submit(marked(1), deadline))
+    await asyncio.to_thread(recorder.entered.wait, 10)
+    return batcher, held
+
+
 @pytest.mark.parametrize(
     ("max_batch_size", "expected"),
     [(1, (1,)), (2, (1, 2)), (6, (1, 2, 4, 6)), (8, (1, 2, 4, 8)), (16, (1, 2, 4, 8, 16))],
@@ -61,80 +106,48 @@ def test_pad_batch_appends_zero_images_to_the_next_size():
 
 def test_each_request_gets_its_own_result():
     recorder = Recorder()
-
-    async def scenario():
-        batcher = DynamicBatcher(
-            recorder, max_batch_size=4, max_batch_delay_s=0.01, max_queue_size=64
-        )
-        batcher.start()
-        deadline = asyncio.get_running_loop().time() + 20
-        return await asyncio.gather(*(batcher.submit(marked(i), deadline) for i in range(1, 21)))
-
-    assert run(scenario()) == list(range(1, 21))
+    limits = {"max_batch_size": 4, "max_batch_delay_s": 0.01, "max_queue_size": 64}
+    assert run(submit_together(recorder, range(1, 21), **limits)) == list(range(1, 21))
     assert sorted(m for b in recorder.batches for m in b if m) == list(range(1, 21))
 
 
 def test_batch_closes_at_max_batch_size_without_waiting_for_the_delay():
     recorder = Recorder()
-
-    async def scenario():
-        # A one-hour delay: only reaching max_batch_size can close this batch.
-        batcher = DynamicBatcher(
-            recorder, max_batch_size=4, max_batch_delay_s=3600, max_queue_size=8
-        )
-        batcher.start()
-        deadline = asyncio.get_running_loop().time() + 20
-        return await asyncio.gather(*(batcher.submit(marked(i), deadline) for i in (1, 2, 3, 4)))
-
-    assert run(scenario()) == [1, 2, 3, 4]
+    # A one-hour delay: only reaching max_batch_size can close this batch.
+    limits = {"max_batch_size": 4, "max_batch_delay_s": 3600, "max_queue_size": 8}
+    assert run(submit_together(recorder, (1, 2, 3, 4), **limits)) == [1, 2, 3, 4]
     assert recorder.batches == [[1, 2, 3, 4]]
 
 
 def test_batch_closes_after_the_delay_padded_to_the_next_size():
     recorder = Recorder()
-
-    async def scenario():
-        batcher = DynamicBatcher(
-            recorder, max_batch_size=8, max_batch_delay_s=0.05, max_queue_size=8
-        )
-        batcher.start()
-        deadline = asyncio.get_running_loop().time() + 20
-        return await asyncio.gather(*(batcher.submit(marked(i), deadline) for i in (1, 2, 3)))
-
-    assert run(scenario()) == [1, 2, 3]
+    limits = {"max_batch_size": 8, "max_batch_delay_s": 0.05, "max_queue_size": 8}
+    assert run(submit_together(recorder, (1, 2, 3), **limits)) == [1, 2, 3]
     assert recorder.batches == [[1, 2, 3, 0]]
 
 
 def test_full_queue_raises_overloaded():
     recorder = Recorder()
-    recorder.gate.clear()
 
     async def scenario():
-        batcher = DynamicBatcher(recorder, max_batch_size=1, max_batch_delay_s=0, max_queue_size=2)
-        batcher.start()
+        batcher, held = await hold_one_request_in_compute(recorder, max_queue_size=2)
         deadline = asyncio.get_running_loop().time() + 20
-        held = [asyncio.create_task(batcher.submit(marked(1), deadline))]
-        await asyncio.to_thread(recorder.entered.wait, 10)
-        held += [asyncio.create_task(batcher.submit(marked(i), deadline)) for i in (2, 3)]
+        queued = [asyncio.create_task(batcher.submit(marked(i), deadline)) for i in (2, 3)]
         await asyncio.sleep(0)
         with pytest.raises(OverloadedError, match="queue is full"):
             await batcher.submit(marked(4), deadline)
         recorder.gate.set()
-        return await asyncio.gather(*held)
+        return await asyncio.gather(held, *queued)
 
     assert run(scenario()) == [1, 2, 3]
 
 
 def test_expired_request_is_dropped_before_compute():
     recorder = Recorder()
-    recorder.gate.clear()
 
     async def scenario():
-        batcher = DynamicBatcher(recorder, max_batch_size=1, max_batch_delay_s=0, max_queue_size=8)
-        batcher.start()
+        batcher, held = await hold_one_request_in_compute(recorder, max_queue_size=8)
         loop = asyncio.get_running_loop()
-        held = asyncio.create_task(batcher.submit(marked(1), loop.time() + 20))
-        await asyncio.to_thread(recorder.entered.wait, 10)
         with pytest.raises(DeadlineExceededError):
             await batcher.submit(marked(2), loop.time() + 0.05)
         recorder.gate.set()
@@ -147,14 +160,10 @@ def test_expired_request_is_dropped_before_compute():
 
 def test_cancelled_request_is_dropped_before_compute():
     recorder = Recorder()
-    recorder.gate.clear()
 
     async def scenario():
-        batcher = DynamicBatcher(recorder, max_batch_size=1, max_batch_delay_s=0, max_queue_size=8)
-        batcher.start()
+        batcher, held = await hold_one_request_in_compute(recorder, max_queue_size=8)
         deadline = asyncio.get_running_loop().time() + 20
-        held = asyncio.create_task(batcher.submit(marked(1), deadline))
-        await asyncio.to_thread(recorder.entered.wait, 10)
         cancelled = asyncio.create_task(batcher.submit(marked(2), deadline))
         await asyncio.sleep(0.01)
         cancelled.cancel()
