@@ -34,14 +34,20 @@ def run(argv):
     return script.main(script.build_parser().parse_args(argv))
 
 
-def test_perfect_detections_file_scores_map_one(shapes_root, tmp_path):
-    truth = parse_voc(shapes_root, "test")
+def write_ground_truth_as_detections(root: Path, path: Path, score: float) -> None:
+    """Write every object of the `test` split of `root` as a detection JSON file at `path`,
+    each with confidence `score` (pixel boxes, so a perfect detector's output)."""
+    truth = parse_voc(root, "test")
     dets = [
-        {"image_id": r.image_id, "label": int(label), "score": 1.0, "box": box.tolist()}
+        {"image_id": r.image_id, "label": int(label), "score": score, "box": box.tolist()}
         for r in truth
         for box, label in zip(r.boxes, r.labels, strict=True)
     ]
-    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    path.write_text(json.dumps(dets))
+
+
+def test_perfect_detections_file_scores_map_one(shapes_root, tmp_path):
+    write_ground_truth_as_detections(shapes_root, tmp_path / "dets.json", score=1.0)
     out = tmp_path / "out"
     argv = ["--detections", str(tmp_path / "dets.json"), "--dataset", f"voc:{shapes_root}"]
     assert run([*argv, "--split", "test", "--metric", "voc07", "--out", str(out)]) == 0
@@ -79,13 +85,7 @@ def test_model_run_writes_results_curves_and_server_files(shapes_root, tmp_path)
 
 
 def test_coco_metric_reports_coco_stats(shapes_root, tmp_path):
-    truth = parse_voc(shapes_root, "test")
-    dets = [
-        {"image_id": r.image_id, "label": int(label), "score": 0.9, "box": box.tolist()}
-        for r in truth
-        for box, label in zip(r.boxes, r.labels, strict=True)
-    ]
-    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    write_ground_truth_as_detections(shapes_root, tmp_path / "dets.json", score=0.9)
     out = tmp_path / "coco"
     argv = ["--detections", str(tmp_path / "dets.json"), "--dataset", f"voc:{shapes_root}"]
     assert run([*argv, "--metric", "coco", "--out", str(out)]) == 0
