@@ -50,6 +50,12 @@ def _coin(seed: tf.Tensor, prob: float) -> tf.Tensor:
     return tf.random.stateless_uniform([], seed) < prob
 
 
+def _draw(seed: tf.Tensor, prob: float, low: float, high: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """(apply?, value): a coin with probability `prob` and a uniform value in [low, high)."""
+    seeds = split_seed(seed, 2)
+    return _coin(seeds[0], prob), tf.random.stateless_uniform([], seeds[1], low, high)
+
+
 def _as_float_image(image: tf.Tensor) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3:
@@ -65,10 +71,8 @@ def random_brightness(
 ) -> tf.Tensor:
     """Add one uniform value in [-delta, delta] (pixel units) to every pixel, clip to 0..255."""
     image = _as_float_image(image)
-    seeds = split_seed(seed, 2)
-    shift = tf.random.stateless_uniform([], seeds[1], -delta, delta)
-    shift = tf.where(_coin(seeds[0], prob), shift, 0.0)
-    return tf.clip_by_value(image + shift, 0.0, 255.0)
+    apply, shift = _draw(seed, prob, -delta, delta)
+    return tf.clip_by_value(image + tf.where(apply, shift, 0.0), 0.0, 255.0)
 
 
 def random_contrast(
@@ -79,16 +83,8 @@ def random_contrast(
 ) -> tf.Tensor:
     """Multiply pixel values by a factor in `value_range` (Caffe's contrast: `convertTo(alpha)`)."""
     image = _as_float_image(image)
-    seeds = split_seed(seed, 2)
-    factor = tf.random.stateless_uniform([], seeds[1], *value_range)
-    factor = tf.where(_coin(seeds[0], prob), factor, 1.0)
-    return tf.clip_by_value(image * factor, 0.0, 255.0)
-
-
-def _draw(seed: tf.Tensor, prob: float, low: float, high: float) -> tuple[tf.Tensor, tf.Tensor]:
-    """(apply?, value): a coin with probability `prob` and a uniform value in [low, high)."""
-    seeds = split_seed(seed, 2)
-    return _coin(seeds[0], prob), tf.random.stateless_uniform([], seeds[1], low, high)
+    apply, factor = _draw(seed, prob, *value_range)
+    return tf.clip_by_value(image * tf.where(apply, factor, 1.0), 0.0, 255.0)
 
 
 def _adjust_hsv(image: tf.Tensor, saturation: tf.Tensor, hue_shift: tf.Tensor) -> tf.Tensor:
