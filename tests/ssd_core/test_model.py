@@ -235,9 +235,12 @@ def test_head_bias_moves_the_rows_of_its_layer_and_box(tiny_ssd7, head, layer, c
     )
 
 
-def _one_hot_heads_output(config: SSDConfig, layer: int, row: int, col: int, channel: int):
+def _one_hot_heads_output(
+    config: SSDConfig, layer: int, row: int, col: int, head: str, channel: int
+):
     """Heads of `config` over 1-channel features that are zero except one pixel of `layer`,
-    all head kernels zero except the centre tap from that channel to output `channel`."""
+    all head kernels zero except, in `layer`'s `head` ("mbox_loc" or "mbox_conf"), the centre
+    tap from that channel to output `channel`."""
     inputs = {
         name: keras.Input((h, w, 1), name=name)
         for name, (h, w) in zip(config.source_layers, feature_map_sizes(config), strict=True)
@@ -252,7 +255,11 @@ def _one_hot_heads_output(config: SSDConfig, layer: int, row: int, col: int, cha
     }
     source = config.source_layers[layer]
     features[source][0, row, col, 0] = 1.0
-    return heads, features, source
+    kernel = heads.get_layer(f"{source}_{head}").kernel
+    value = np.zeros(kernel.shape, np.float32)
+    value[1, 1, 0, channel] = 1.0
+    kernel.assign(value)
+    return heads, features
 
 
 @pytest.mark.parametrize(
@@ -261,11 +268,7 @@ def _one_hot_heads_output(config: SSDConfig, layer: int, row: int, col: int, cha
 )
 def test_loc_head_row_for_pixel_and_box_is_the_anchor_there(layer, row, col, box, coord):
     config = SSDConfig.preset("ssd300_voc")
-    heads, features, source = _one_hot_heads_output(config, layer, row, col, box * 4 + coord)
-    kernel = heads.get_layer(f"{source}_mbox_loc").kernel
-    value = np.zeros(kernel.shape, np.float32)
-    value[1, 1, 0, box * 4 + coord] = 1.0
-    kernel.assign(value)
+    heads, features = _one_hot_heads_output(config, layer, row, col, "mbox_loc", box * 4 + coord)
     loc = heads.predict(features, verbose=0)["bbox_regression"][0]
     rows, cols = np.nonzero(loc)
     assert cols.tolist() == [coord]
@@ -287,11 +290,7 @@ def test_loc_head_row_for_pixel_and_box_is_the_anchor_there(layer, row, col, box
 def test_conf_head_row_for_pixel_and_box_is_the_anchor_there():
     config = SSDConfig.preset("ssd300_voc")
     layer, row, col, box, cls = 2, 6, 3, 4, 15  # conv6_2, box 4 (ar 3), class "person"
-    heads, features, source = _one_hot_heads_output(config, layer, row, col, box * 21 + cls)
-    kernel = heads.get_layer(f"{source}_mbox_conf").kernel
-    value = np.zeros(kernel.shape, np.float32)
-    value[1, 1, 0, box * 21 + cls] = 1.0
-    kernel.assign(value)
+    heads, features = _one_hot_heads_output(config, layer, row, col, "mbox_conf", box * 21 + cls)
     conf = heads.predict(features, verbose=0)["cls_logits"][0]
     rows, cols = np.nonzero(conf)
     assert cols.tolist() == [cls]
