@@ -39,15 +39,10 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     async def Detect(  # noqa: N802 - name fixed by the proto
         self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectResponse:
-        started = time.perf_counter()
         try:
-            result = await self.runtime.detect(
-                request.image, _params(request), timeout_s=context.time_remaining()
-            )
+            result = await self._observed_detect(request, context)
         except ServiceError as error:
-            self._observe(error.grpc_code, started)
             await context.abort(error.grpc_code, error.message)
-        self._observe(grpc.StatusCode.OK, started)
         return _to_response(request.request_id, result)
 
     async def StreamDetect(  # noqa: N802
@@ -105,6 +100,24 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         context: grpc.aio.ServicerContext,
         responses: asyncio.Queue[detector_pb2.DetectResponse | None],
     ) -> None:
+        try:
+            result = await self._observed_detect(request, context)
+        except ServiceError as error:
+            error_pb = detector_pb2.Error(code=error.grpc_code.value[0], message=error.message)
+            responses.put_nowait(
+                detector_pb2.DetectResponse(request_id=request.request_id, error=error_pb)
+            )
+            return
+        responses.put_nowait(_to_response(request.request_id, result))
+
+    async def _observed_detect(
+        self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> DetectResult:
+        """`Runtime.detect` on one request, its status code and latency recorded in the metrics.
+
+        Raises:
+            ServiceError: from `Runtime.detect`, after its status code is recorded.
+        """
         started = time.perf_counter()
         try:
             result = await self.runtime.detect(
@@ -112,13 +125,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             )
         except ServiceError as error:
             self._observe(error.grpc_code, started)
-            error_pb = detector_pb2.Error(code=error.grpc_code.value[0], message=error.message)
-            responses.put_nowait(
-                detector_pb2.DetectResponse(request_id=request.request_id, error=error_pb)
-            )
-            return
+            raise
         self._observe(grpc.StatusCode.OK, started)
-        responses.put_nowait(_to_response(request.request_id, result))
+        return result
 
     def _observe(self, code: grpc.StatusCode, started: float) -> None:
         self.runtime.metrics.observe_request("grpc", code.name, time.perf_counter() - started)
