@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import ssd_core
 from ssd_core.data.shapes import render_scene
+from tests.ssd_core.numpy_boxes import numpy_iou
 
 FRESH_SEED = 20_261_124  # the training data used seed 0 (train and test splits)
 NUM_SCENES = 40
@@ -17,16 +18,6 @@ MIN_SIDE_PX = 24  # "clear": unoccluded, not cut by the border, not tiny
 # The short CPU training leaves scores under-confident: 0.3 is this model's operating point
 # (measured on these scenes: recall 53/56, precision 72/80; at 0.5: 49/56 and 63/64).
 SCORE_THRESHOLD = 0.3
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Plain NumPy IoU of one pixel xyxy box with (K, 4) boxes."""
-    inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = inter_w * inter_h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +67,12 @@ def test_default_model_finds_clear_shapes_in_fresh_scenes(model) -> None:
         total += len(objects)
         for box, label in objects:
             same_class = boxes[labels == label]
-            found += bool(same_class.size and iou(box, same_class).max() > 0.5)
+            found += bool(same_class.size and numpy_iou(box, same_class).max() > 0.5)
         all_boxes = scene.boxes.copy()
         all_boxes[:, :2] -= 1.0
         for box, label in zip(boxes, labels, strict=True):
             same = all_boxes[scene.labels == label]
-            correct_detections += bool(same.size and iou(box, same).max() > 0.5)
+            correct_detections += bool(same.size and numpy_iou(box, same).max() > 0.5)
     assert total >= 15, "too few clear objects to judge; change FRESH_SEED"
     assert found / total >= 0.9, f"found {found} of {total} clear objects"
     assert correct_detections / max(detections, 1) >= 0.85, (correct_detections, detections)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ssd_core.data import augment
+from tests.ssd_core.numpy_boxes import numpy_iou
 
 BACKGROUND = 128.0
 # Pure colours, one per label 1..3, so an object's pixels can be found after any geometric step.
@@ -155,16 +156,6 @@ def test_crop_to_window_keeps_boxes_by_centre_and_clips() -> None:
     np.testing.assert_allclose(
         new_boxes.numpy(), [[0.0, 0.0, 0.4, 0.4], [0.4, 0.4, 1.0, 1.0]], atol=1e-6
     )
-
-
-def numpy_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Plain NumPy IoU of one xyxy box with (M, 4) boxes."""
-    inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = inter_w * inter_h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
 
 
 def test_random_crop_meets_its_iou_constraint() -> None:
