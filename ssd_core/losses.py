@@ -74,6 +74,7 @@ class SSDLoss:
         box_targets: tf.Tensor,
         cls_logits: tf.Tensor,
         bbox_regression: tf.Tensor,
+        num_positives: tf.Tensor | None = None,
     ) -> dict[str, tf.Tensor]:
         """The loss of one batch.
 
@@ -82,6 +83,9 @@ class SSDLoss:
             box_targets: (B, N, 4) float32 encoded regression targets (read at positives only).
             cls_logits: (B, N, C) class logits (any float dtype; computed in float32).
             bbox_regression: (B, N, 4) predicted regression deltas.
+            num_positives: P, the positives the sums are divided by; default: this batch's.
+                Replicas of one distributed step pass the global batch's count, so their
+                losses add up to the loss of the whole batch.
 
         Returns:
             {"loss", "loc_loss", "conf_loss"}: float32 scalars, each divided by max(P, 1);
@@ -106,7 +110,9 @@ class SSDLoss:
             tf.stop_gradient(cross_entropy), candidates, tf.minimum(wanted, available)
         )
 
-        normaliser = tf.maximum(tf.cast(tf.reduce_sum(num_pos), tf.float32), 1.0)
+        if num_positives is None:
+            num_positives = tf.reduce_sum(num_pos)
+        normaliser = tf.maximum(tf.cast(num_positives, tf.float32), 1.0)
         # tf.where, not a 0/1 product: targets of non-positive anchors may be huge.
         loc_loss = tf.reduce_sum(tf.where(positives, smooth_l1(bbox_regression, box_targets), 0.0))
         conf_loss = tf.reduce_sum(tf.where(positives | mined, cross_entropy, 0.0))

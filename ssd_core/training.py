@@ -114,7 +114,9 @@ class Trainer:
     """Model, optimizer and loss with a compiled train step and a checkpoint.
 
     Build it (and the model) inside `strategy.scope()`; `train_step` then runs one replicated
-    step on a distributed batch and returns the losses averaged over replicas.
+    step on a distributed batch. Every replica divides by the positives of the whole global
+    batch (as Caffe normalises by the batch's positives), so the replicas' losses add up to the
+    global batch's loss and their summed gradients are its gradient.
     """
 
     model: keras.Model
@@ -138,6 +140,10 @@ class Trainer:
     ) -> dict[str, tf.Tensor]:
         variables = self.model.trainable_variables
         replicas = self.strategy.num_replicas_in_sync
+        local_positives = tf.reduce_sum(tf.cast(targets["cls_targets"] > 0, tf.int32))
+        global_positives = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, local_positives
+        )
         with tf.GradientTape() as tape:
             outputs = self.model(images, training=True)
             losses = self.loss(
@@ -145,10 +151,12 @@ class Trainer:
                 targets["box_targets"],
                 outputs["cls_logits"],
                 outputs["bbox_regression"],
+                num_positives=global_positives,
             )
             decay = weight_decay_term(variables, self.weight_decay)
-            # Gradients are summed over replicas: divide so the update is their mean.
-            total = (losses["loss"] + decay) / replicas
+            # Gradients are summed over replicas: the losses already add up to the global
+            # batch's, the decay term is counted once.
+            total = losses["loss"] + decay / replicas
             scaled = (
                 self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
             )
@@ -161,8 +169,15 @@ class Trainer:
 
     def _distributed_step(self, images: Any, targets: Any) -> dict[str, tf.Tensor]:
         per_replica = self.strategy.run(self._replica_step, args=(images, targets))
+        # Loss terms are shares of the global batch's loss; the decay is the same everywhere.
         return {
-            name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            name: self.strategy.reduce(
+                tf.distribute.ReduceOp.MEAN
+                if name == "weight_decay"
+                else tf.distribute.ReduceOp.SUM,
+                value,
+                axis=None,
+            )
             for name, value in per_replica.items()
         }
 
