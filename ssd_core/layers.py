@@ -12,7 +12,7 @@ from typing import Any
 import keras
 from keras import ops
 
-CHANNEL_ORDERS = ("rgb", "bgr")
+from ssd_core.config import CHANNEL_ORDERS
 
 
 @keras.saving.register_keras_serializable(package="ssd_core")

@@ -16,7 +16,14 @@ from ssd_core.backbones import build_backbone
 from ssd_core.config import SSDConfig
 from ssd_core.heads import build_heads
 from ssd_core.layers import ImageNormalization
-from ssd_core.postprocess import DetectionDecoder, validate_decoding_arguments
+from ssd_core.postprocess import (
+    CAFFE_IOU_THRESHOLD,
+    CAFFE_MAX_DETECTIONS,
+    CAFFE_SCORE_THRESHOLD,
+    CAFFE_TOP_K,
+    DetectionDecoder,
+    validate_decoding_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +54,10 @@ class SSD(keras.Model):
         ssd_config: SSDConfig | dict[str, Any],
         mode: str = "training",
         decoder: str = "caffe",
-        score_threshold: float = 0.01,
-        iou_threshold: float = 0.45,
-        top_k: int = 400,
-        max_detections: int = 200,
+        score_threshold: float = CAFFE_SCORE_THRESHOLD,
+        iou_threshold: float = CAFFE_IOU_THRESHOLD,
+        top_k: int = CAFFE_TOP_K,
+        max_detections: int = CAFFE_MAX_DETECTIONS,
         **kwargs: Any,
     ) -> None:
         config = (
@@ -117,10 +124,10 @@ def build_model(
     mode: str = "training",
     *,
     decoder: str = "caffe",
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 400,
-    max_detections: int = 200,
+    score_threshold: float = CAFFE_SCORE_THRESHOLD,
+    iou_threshold: float = CAFFE_IOU_THRESHOLD,
+    top_k: int = CAFFE_TOP_K,
+    max_detections: int = CAFFE_MAX_DETECTIONS,
 ) -> SSD:
     """Build the SSD network of `config` (see `SSD` for inputs and outputs).
 

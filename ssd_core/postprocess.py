@@ -41,6 +41,12 @@ from ssd_core.box_ops import clip_boxes, pairwise_iou
 from ssd_core.config import SSDConfig
 
 METHODS = ("caffe", "fast")
+# Caffe DetectionOutput settings of the released SSD models (ssd_pascal.py): the defaults of
+# every decoding entry point (`decode_detections`, `DetectionDecoder`, `ssd_core.build_model`).
+CAFFE_SCORE_THRESHOLD = 0.01
+CAFFE_IOU_THRESHOLD = 0.45
+CAFFE_TOP_K = 400
+CAFFE_MAX_DETECTIONS = 200
 OUTPUT_DTYPES = {
     "boxes": "float32",
     "scores": "float32",
@@ -241,10 +247,10 @@ def decode_detections(
     variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
     *,
     method: str = "caffe",
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 400,
-    max_detections: int = 200,
+    score_threshold: float = CAFFE_SCORE_THRESHOLD,
+    iou_threshold: float = CAFFE_IOU_THRESHOLD,
+    top_k: int = CAFFE_TOP_K,
+    max_detections: int = CAFFE_MAX_DETECTIONS,
     clip: bool = True,
 ) -> dict[str, tf.Tensor]:
     """Turn raw network outputs into the best `max_detections` detections per image.
@@ -302,10 +308,10 @@ class DetectionDecoder(keras.layers.Layer):
         self,
         ssd_config: dict[str, Any] | SSDConfig,
         method: str = "caffe",
-        score_threshold: float = 0.01,
-        iou_threshold: float = 0.45,
-        top_k: int = 400,
-        max_detections: int = 200,
+        score_threshold: float = CAFFE_SCORE_THRESHOLD,
+        iou_threshold: float = CAFFE_IOU_THRESHOLD,
+        top_k: int = CAFFE_TOP_K,
+        max_detections: int = CAFFE_MAX_DETECTIONS,
         clip: bool = True,
         **kwargs: Any,
     ) -> None:
