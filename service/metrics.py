@@ -14,7 +14,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:
-    """Requests by protocol and status, latency, queue wait, batch size, inference time, depth."""
+    """Requests by protocol and status, latency, queue wait, batch size, inference time, load."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -51,6 +51,13 @@ class ServiceMetrics:
         )
         self.queue_depth = Gauge(
             "ssd_queue_depth", "Requests waiting in the batcher queue.", registry=self.registry
+        )
+        # The per-pod load signal the Kubernetes autoscalers target (deploy/, README "Kubernetes").
+        self.in_flight = Gauge(
+            "ssd_in_flight_requests",
+            "Images accepted by the request path and not yet answered (decoding, queued or "
+            "in a forward pass), all protocols.",
+            registry=self.registry,
         )
 
     def observe_request(self, protocol: str, status: str, seconds: float) -> None:

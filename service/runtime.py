@@ -192,10 +192,12 @@ class Runtime:
 
     def _enter(self) -> None:
         self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
         self._idle.clear()
 
     def _leave(self) -> None:
         self._in_flight -= 1
+        self.metrics.in_flight.set(self._in_flight)
         if self._in_flight == 0:
             self._idle.set()
 

@@ -226,3 +226,24 @@ def test_each_bad_input_gets_its_status_while_a_good_request_in_flight_succeeds(
     assert good_response.status_code == 200
     box = good_response.json()["detections"][0]["box"]
     assert (box["xmin"], box["ymin"], box["xmax"], box["ymax"]) == pytest.approx((40, 20, 100, 80))
+
+
+def test_metrics_export_in_flight_requests_of_both_protocols(gated_service, gated_detector):
+    service = gated_service(max_batch_size=1, max_queue_size=8)
+    in_flight = ("ssd_in_flight_requests", ())
+    assert metric_samples(service.http_url)[in_flight] == 0
+    gated_detector.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        held = [
+            pool.submit(post_png, service.http_url, (0, 0, 20, 20), timeout=30),
+            pool.submit(post_png, service.http_url, (0, 0, 30, 30), timeout=30),
+            pool.submit(grpc_detect, service.grpc_target, (0, 0, 40, 40)),
+        ]
+        # One request holds the model, two wait in the queue: all three are in flight.
+        gated_detector.entered.wait(10)
+        wait_until(lambda: service.runtime.batcher.queue_depth == 2)
+        assert metric_samples(service.http_url)[in_flight] == 3
+        gated_detector.gate.set()
+        for future in held:
+            future.result()
+    assert metric_samples(service.http_url)[in_flight] == 0
