@@ -32,6 +32,8 @@ from service.metrics import ServiceMetrics
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+# The exception text stays in the server log: it may carry paths, shapes or internals.
+_INFERENCE_FAILED = "inference failed for this batch; the server log has the cause"
 RunBatch = Callable[[np.ndarray], Sequence[R]]
 
 
@@ -209,10 +211,10 @@ class DynamicBatcher(Generic[R]):
             results = await loop.run_in_executor(self._executor, self.run_batch, padded)
             if len(results) < len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
-        except Exception as error:  # a failing batch fails its requests, never the loop
+        except Exception:  # a failing batch fails its requests, never the loop
             logger.exception("forward pass of a batch of %d failed", len(batch))
             for request in batch:
-                _resolve(request.future, error=InferenceFailedError(f"inference failed: {error}"))
+                _resolve(request.future, error=InferenceFailedError(_INFERENCE_FAILED))
             return
         finally:
             self.metrics.inference_time.observe(time.perf_counter() - started)

@@ -23,10 +23,13 @@ ensure_generated()
 
 from service._generated import detector_pb2, detector_pb2_grpc  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
+from service.grpc_guard import GuardInterceptor  # noqa: E402
 from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+# Room for the other fields of a DetectRequest around its image.
+_ENVELOPE_BYTES = 1024 * 1024
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name  # "ssd.v1.Detector"
 
 
@@ -142,7 +145,15 @@ def build_server(
         The server (not started), the bound port (useful with port 0) and the health servicer,
         whose status starts NOT_SERVING; `set_serving` flips it.
     """
-    server = grpc.aio.server()
+    settings = runtime.settings
+    server = grpc.aio.server(
+        interceptors=[GuardInterceptor(open_services=(health.SERVICE_NAME,))],
+        options=[
+            # Without this a second process could bind the same port and take half the calls.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_message_bytes(settings.max_image_bytes)),
+        ],
+    )
     detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -154,6 +165,16 @@ def build_server(
     if port == 0:
         raise RuntimeError(f"could not bind the gRPC server to {address}")
     return server, port, health_servicer
+
+
+def max_message_bytes(max_image_bytes: int) -> int:
+    """The largest request message gRPC accepts, bytes.
+
+    Twice the image limit (at least 1 MiB more), so an image somewhat over `max_image_bytes`
+    still reaches the service and gets INVALID_ARGUMENT naming the limit; only a message over
+    this bound is refused by grpc itself (RESOURCE_EXHAUSTED, "Received message larger than max").
+    """
+    return max(2 * max_image_bytes, max_image_bytes + _ENVELOPE_BYTES)
 
 
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:

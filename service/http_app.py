@@ -8,15 +8,18 @@ starts and drains its own, so `uvicorn` alone can run it. Nothing heavy happens 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
     ClientGoneError,
@@ -27,10 +30,12 @@ from service.errors import (
     retry_after_s,
 )
 from service.metrics import CONTENT_TYPE
+from service.params import split_class_list
 from service.runtime import DetectParams, DetectResult, Runtime
 from service.settings import Settings
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class BoxOut(BaseModel):
@@ -55,6 +60,35 @@ class DetectResponse(BaseModel):
     width: int = Field(description="Original image width in pixels (after EXIF orientation).")
     height: int = Field(description="Original image height in pixels.")
     detections: list[DetectionOut] = Field(description="Sorted by score, highest first.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of this API (FastAPI's own validation errors included)."""
+
+    detail: str = Field(description="What was wrong and, where it helps, what to do.")
+
+
+class StatusResponse(BaseModel):
+    status: str
+
+
+def _errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries: each status with its description and `ErrorResponse`."""
+    return {code: {"model": ErrorResponse, "description": d} for code, d in descriptions.items()}
+
+
+_DETECT_ERRORS = _errors(
+    {
+        400: "Not an image, truncated or corrupt data, empty body, ambiguous framing.",
+        413: "Over the byte, pixel or decoded-size limit.",
+        415: "Content type neither multipart/form-data nor image/*.",
+        422: "A bad parameter (range, type, unknown class).",
+        499: "The client went away before the answer (logged, rarely seen by a client).",
+        500: "The forward pass of the request's batch failed.",
+        503: "Queue or in-flight limit full (Retry-After), not ready, or shutting down.",
+        504: "The request's deadline passed before inference.",
+    }
+)
 
 
 class ModelResponse(BaseModel):
@@ -93,12 +127,16 @@ detect_router = APIRouter(tags=["detection"])
 ops_router = APIRouter(tags=["operations"])
 
 
-@detect_router.post("/detect", response_model=DetectResponse, openapi_extra=_DETECT_BODY)
+@detect_router.post(
+    "/detect", response_model=DetectResponse, responses=_DETECT_ERRORS, openapi_extra=_DETECT_BODY
+)
 async def detect(
     request: Request,
     runtime: RuntimeDep,
-    score_threshold: Annotated[float | None, Query(description="Minimum score, 0..1.")] = None,
-    max_detections: Annotated[int | None, Query(description="At most this many.")] = None,
+    score_threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="Minimum score, 0..1.")
+    ] = None,
+    max_detections: Annotated[int | None, Query(ge=1, description="At most this many.")] = None,
     classes: Annotated[
         str | None, Query(description="Comma-separated class names or label ids to keep.")
     ] = None,
@@ -110,7 +148,7 @@ async def detect(
         params = DetectParams(
             score_threshold=score_threshold,
             max_detections=max_detections,
-            classes=tuple(c for c in (classes or "").split(",") if c.strip()),
+            classes=split_class_list(classes),
         )
         result = await _cancel_on_disconnect(request, runtime.detect(data, params))
     except ServiceError as error:
@@ -122,13 +160,17 @@ async def detect(
     return _to_response(result)
 
 
-@ops_router.get("/healthz")
+@ops_router.get("/healthz", response_model=StatusResponse)
 async def healthz() -> dict[str, str]:
     """Liveness: the process serves HTTP."""
     return {"status": "ok"}
 
 
-@ops_router.get("/readyz", responses={503: {"description": "Loading or shutting down."}})
+@ops_router.get(
+    "/readyz",
+    response_model=StatusResponse,
+    responses={503: {"model": StatusResponse, "description": "Loading or shutting down."}},
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Readiness: model loaded, every padded batch size warmed up, not shutting down."""
     if runtime.ready:
@@ -136,7 +178,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse({"status": "not ready"}, status_code=503)
 
 
-@ops_router.get("/model", response_model=ModelResponse)
+@ops_router.get(
+    "/model",
+    response_model=ModelResponse,
+    responses=_errors({503: "The model is not loaded yet."}),
+)
 async def model(runtime: RuntimeDep) -> ModelResponse | JSONResponse:
     """The served model: name, version, classes, input size, configuration."""
     try:
@@ -176,7 +222,35 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.state.runtime = runtime
     app.include_router(detect_router)
     app.include_router(ops_router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
     return app
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's parameter validation as one `ErrorResponse` line per bad parameter."""
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("query", "body"))
+        problems.append(f"{where or 'request'}: {item.get('msg', 'invalid value')}")
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (404, 405, ...) as `ErrorResponse`, keeping their headers."""
+    assert isinstance(error, StarletteHTTPException)
+    detail = error.detail if isinstance(error.detail, str) else "request refused"
+    return JSONResponse(
+        {"detail": detail}, status_code=error.status_code, headers=dict(error.headers or {})
+    )
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """A bug, not the client's fault: logged with its traceback, answered without it."""
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse({"detail": "internal server error; the server log has the cause"}, 500)
 
 
 def error_response(error: ServiceError) -> JSONResponse:

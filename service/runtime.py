@@ -26,6 +26,7 @@ from service.detector import (
 from service.errors import InvalidParameterError, NotServingError
 from service.images import prepare_image
 from service.metrics import ServiceMetrics
+from service.params import resolve_classes
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class Runtime:
         )
         if count < 1:
             raise InvalidParameterError(f"max_detections must be >= 1, got {count}")
-        return score, count, _resolve_classes(params.classes, detector.config.label_names)
+        return score, count, resolve_classes(params.classes, detector.config.label_names)
 
     def _enter(self) -> None:
         self._in_flight += 1
@@ -200,23 +201,3 @@ class Runtime:
         self.metrics.in_flight.set(self._in_flight)
         if self._in_flight == 0:
             self._idle.set()
-
-
-def _resolve_classes(requested: Sequence[str], label_names: Sequence[str]) -> frozenset[int] | None:
-    """Class names or label ids (as strings) -> labels; empty -> None (keep all)."""
-    if not requested:
-        return None
-    by_name = {name: label for label, name in enumerate(label_names) if label > 0}
-    labels = set()
-    for item in requested:
-        item = item.strip()
-        if item in by_name:
-            labels.add(by_name[item])
-        elif item.isdigit() and 1 <= int(item) < len(label_names):
-            labels.add(int(item))
-        else:
-            raise InvalidParameterError(
-                f"unknown class {item!r}; expected a name in {sorted(by_name)} "
-                f"or a label id 1..{len(label_names) - 1}"
-            )
-    return frozenset(labels)

@@ -248,3 +248,11 @@ def distinct_boxes(count: int) -> list[tuple[int, int, int, int]]:
     if count > 20:
         raise ValueError(f"at most 20 distinct boxes, got {count}")
     return [(4 * i, 2 * i, 4 * i + 60, 2 * i + 50) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def live_schema(service: ServiceHarness) -> Any:
+    """The OpenAPI schema the running `service` publishes, for schemathesis."""
+    import schemathesis
+
+    return schemathesis.openapi.from_url(f"{service.http_url}/openapi.json")

@@ -153,7 +153,10 @@ def test_failing_batch_gives_500_and_the_service_keeps_serving(gated_service, ga
     gated_detector.fail_next = True
     failed = post_png(service.http_url, (0, 0, 20, 20), timeout=30)
     assert failed.status_code == 500
-    assert failed.json() == {"detail": "inference failed: injected failure"}
+    assert failed.json() == {
+        "detail": "inference failed for this batch; the server log has the cause"
+    }
+    assert "injected" not in failed.text
     with pytest.raises(grpc.RpcError) as raised:
         gated_detector.fail_next = True
         grpc_detect(service.grpc_target, (0, 0, 20, 20))

@@ -1,0 +1,200 @@
+"""Wire-level guards of the gRPC server, as one server interceptor over every async method.
+
+- Messages are parsed by the guard, not by grpc: grpc answers a message that fails to parse
+  with UNKNOWN and the parser's exception text; here it is INVALID_ARGUMENT with a message.
+- An exception a handler did not map to a status (a bug) is logged with its traceback and
+  answered INTERNAL without its text, where grpc would send UNKNOWN and the exception text.
+- With a bearer token configured, every method outside `open_services` (health) needs the
+  metadata `authorization: Bearer <token>`, else UNAUTHENTICATED.
+
+Plain (sync) unary handlers run in a thread, as grpc runs them; sync streaming handlers (health's
+Watch) are left to grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
+
+import grpc
+from grpc.aio import AbortError
+
+logger = logging.getLogger(__name__)
+
+Deserializer = Callable[[bytes], Any]
+INTERNAL_MESSAGE = "internal error; the server log has the cause"
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):
+    """Strict parsing, hidden internals and the optional bearer-token check (module docstring).
+
+    Args:
+        token: the bearer token clients must send; None turns the check off.
+        open_services: full service names reachable without a token (e.g. health).
+    """
+
+    def __init__(self, token: str | None = None, open_services: Collection[str] = ()) -> None:
+        self._token = token
+        self._open_services = frozenset(open_services)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method: str = details.method  # "/package.Service/Method"
+        needs_token = self._token is not None and method.split("/")[1] not in self._open_services
+        authorised = not needs_token or _has_token(details.invocation_metadata, self._token)
+        return _guarded(handler, method, authorised)
+
+
+def _has_token(metadata: Any, token: str | None) -> bool:
+    expected = f"Bearer {token}".encode()
+    for key, value in metadata or ():
+        if key == "authorization":
+            given = value if isinstance(value, bytes) else str(value).encode()
+            return hmac.compare_digest(given, expected)
+    return False
+
+
+def _guarded(handler: Any, method: str, authorised: bool) -> Any:
+    """`handler` with raw-bytes input parsed by the guard, or unchanged if it is synchronous."""
+    if handler.request_streaming and handler.response_streaming:
+        inner, kind = handler.stream_stream, "stream_stream"
+    elif handler.request_streaming:
+        inner, kind = handler.stream_unary, "stream_unary"
+    elif handler.response_streaming:
+        inner, kind = handler.unary_stream, "unary_stream"
+    else:
+        inner, kind = handler.unary_unary, "unary_unary"
+    if kind == "unary_unary" and not inspect.iscoroutinefunction(inner):
+        inner = _in_thread(inner)  # grpc would run it in its thread pool too
+    elif not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
+        return handler
+    parse = _parser(handler.request_deserializer, method)
+    if handler.request_streaming:
+        wrapped = _wrap_streaming_input(inner, parse, authorised, method)
+    else:
+        wrapped = _wrap_unary_input(inner, parse, authorised, method)
+    return handler._replace(request_deserializer=None, **{kind: wrapped})
+
+
+def _in_thread(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await asyncio.to_thread(function, request, context)
+
+    return run
+
+
+def _parser(deserializer: Deserializer | None, method: str) -> Callable[[bytes], Any]:
+    def parse(raw: bytes) -> Any:
+        if deserializer is None:
+            return raw
+        try:
+            return deserializer(raw)
+        except Exception as error:  # protobuf's DecodeError and friends
+            raise _MalformedMessageError(
+                f"malformed request message for {method}: not a valid protobuf encoding"
+            ) from error
+
+    return parse
+
+
+class _MalformedMessageError(Exception):
+    pass
+
+
+async def _refuse(context: grpc.aio.ServicerContext, authorised: bool) -> None:
+    if not authorised:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
+        )
+
+
+def _wrap_unary_input(
+    inner: Any, parse: Callable[[bytes], Any], authorised: bool, method: str
+) -> Any:
+    if inspect.isasyncgenfunction(inner):
+
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await _refuse(context, authorised)
+            request = await _parse_or_abort(parse, raw, context)
+            async with _hidden_internals(context, method):
+                async for response in inner(request, context):
+                    yield response
+
+        return unary_stream
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        await _refuse(context, authorised)
+        request = await _parse_or_abort(parse, raw, context)
+        async with _hidden_internals(context, method):
+            return await inner(request, context)
+        return None  # not reached: _hidden_internals aborts or re-raises
+
+    return unary
+
+
+def _wrap_streaming_input(
+    inner: Any, parse: Callable[[bytes], Any], authorised: bool, method: str
+) -> Any:
+    async def parsed(
+        raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for raw in raws:
+            yield await _parse_or_abort(parse, raw, context)
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def stream_stream(
+            raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            await _refuse(context, authorised)
+            async with _hidden_internals(context, method):
+                async for response in inner(parsed(raws, context), context):
+                    yield response
+
+        return stream_stream
+
+    async def stream_unary(raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+        await _refuse(context, authorised)
+        async with _hidden_internals(context, method):
+            return await inner(parsed(raws, context), context)
+        return None  # not reached
+
+    return stream_unary
+
+
+async def _parse_or_abort(
+    parse: Callable[[bytes], Any], raw: bytes, context: grpc.aio.ServicerContext
+) -> Any:
+    try:
+        return parse(raw)
+    except _MalformedMessageError as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+class _hidden_internals:  # noqa: N801 - used as a context manager, reads like a function
+    """Turn an unexpected exception into a logged INTERNAL abort without its text."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        self._context = context
+        self._method = method
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if error is None or not isinstance(error, Exception) or isinstance(error, AbortError):
+            return False
+        logger.error("unhandled error in %s", self._method, exc_info=error)
+        await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        return False
