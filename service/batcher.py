@@ -6,6 +6,13 @@ compute it drops requests whose client has gone (future cancelled) or whose dead
 pads the rest with zero images to the next of a few fixed sizes (`padded_batch_sizes`), so the
 compiled graph only ever sees those shapes, and runs `run_batch` in a single-thread executor
 off the event loop. A batch that raises fails only its own requests.
+
+Admission: the queue has `max_queue_size` slots. A request takes its slot *before* it is
+decoded (`admission()`), so a full service refuses a new request at once, without waiting
+behind the decode pool, and decoding requests count against the bound. A new unary request
+is refused when no slot is free; an item of a paced stream waits for one (until its
+deadline). The slot is freed when the request's batch starts or when the request is dropped:
+a request whose client went away is removed from the queue at once, never computed.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -64,12 +72,22 @@ def pad_batch(images: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
     return batch
 
 
-@dataclass
+class Admission:
+    """A queue slot held by one request from admission until its batch starts."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = True  # False once `submit` handed the slot to the queued request
+
+
+@dataclass(eq=False)  # identity, not value: a queued request is removed by identity
 class _Request(Generic[R]):
     image: np.ndarray
     deadline: float  # event-loop time (loop.time())
     enqueued: float  # event-loop time
     future: asyncio.Future[R] = field(repr=False)
+    queued: bool = True  # in the queue and holding a slot
 
 
 class DynamicBatcher(Generic[R]):
@@ -80,7 +98,8 @@ class DynamicBatcher(Generic[R]):
             Called in a worker thread; may raise.
         max_batch_size: largest number of real requests per pass.
         max_batch_delay_s: longest time the oldest request waits for the batch to fill.
-        max_queue_size: queued requests beyond which `submit` raises `OverloadedError`.
+        max_queue_size: requests admitted (decoding or queued) beyond which a new request is
+            refused with `OverloadedError`.
         metrics: where queue depth, queue wait, batch size and inference time go.
     """
 
@@ -102,6 +121,7 @@ class DynamicBatcher(Generic[R]):
         self.batch_sizes = padded_batch_sizes(max_batch_size)
         self.metrics = metrics or ServiceMetrics()
         self._queue: collections.deque[_Request[R]] = collections.deque()
+        self._slots = asyncio.Semaphore(max_queue_size)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssd-infer")
         self._task: asyncio.Task[None] | None = None
@@ -117,37 +137,96 @@ class DynamicBatcher(Generic[R]):
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
-    async def submit(self, image: np.ndarray, deadline: float) -> R:
+    @asynccontextmanager
+    async def admission(self, wait_until: float | None = None) -> AsyncIterator[Admission]:
+        """Hold a queue slot while the request is prepared, then pass it on with `submit`.
+
+        Args:
+            wait_until: None: refuse at once when no slot is free (new unary requests).
+                An event-loop time: wait for a slot until then (items of a paced stream).
+        Raises:
+            OverloadedError: no free slot and `wait_until` is None.
+            DeadlineExceededError: no slot was freed before `wait_until`.
+            NotServingError: the batcher is closing.
+        """
+        self._check_open()
+        if wait_until is None:
+            if self._slots.locked():  # no free slot, or paced stream items are waiting first
+                raise OverloadedError(f"queue is full ({self.max_queue_size} requests waiting)")
+            await self._slots.acquire()  # free: returns without suspending
+        else:
+            try:
+                async with asyncio.timeout_at(wait_until):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise DeadlineExceededError(
+                    "request deadline exceeded while waiting for room in the queue"
+                ) from None
+        admission = Admission()
+        try:
+            yield admission
+        finally:
+            if admission.held:  # never queued (e.g. the image did not decode)
+                admission.held = False
+                self._slots.release()
+
+    async def submit(
+        self, image: np.ndarray, deadline: float, admission: Admission | None = None
+    ) -> R:
         """Queue one (H, W, 3) model input and wait for its result.
 
         Args:
             deadline: event-loop time (`loop.time()`) after which the request is abandoned.
+            admission: the slot taken by `admission()`; None takes one now (or refuses).
         Raises:
-            OverloadedError: the queue holds `max_queue_size` requests.
+            OverloadedError: no admission given and no free slot.
             NotServingError: the batcher is closing.
             DeadlineExceededError: the deadline passed before the result was ready.
             InferenceFailedError: the forward pass of this request's batch raised.
         """
-        if self._closing:
-            raise NotServingError("service is shutting down")
-        if len(self._queue) >= self.max_queue_size:
-            raise OverloadedError(f"queue is full ({self.max_queue_size} requests waiting)")
+        if admission is None:
+            async with self.admission() as taken:
+                return await self.submit(image, deadline, taken)
+        if not admission.held:
+            raise ValueError("this admission was already used for another request")
+        self._check_open()
         loop = asyncio.get_running_loop()
         now = loop.time()
         request = _Request(
             image=image, deadline=deadline, enqueued=now, future=loop.create_future()
         )
+        admission.held = False
         self._queue.append(request)
+        request.future.add_done_callback(lambda _: self._forget_if_dropped(request))
         self.metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
         try:
-            # wait_for cancels the future on timeout or when the caller is cancelled, and the
-            # batching loop skips cancelled futures: that is how abandoned requests are dropped.
+            # wait_for cancels the future on timeout or when the caller is cancelled; the
+            # done callback then takes the request out of the queue, freeing its slot.
             return await asyncio.wait_for(request.future, timeout=max(deadline - now, 0.0))
         except TimeoutError:
+            self.metrics.dropped.labels(reason="deadline").inc()
             raise DeadlineExceededError(
                 "request deadline exceeded before inference finished"
             ) from None
+        except asyncio.CancelledError:
+            self.metrics.dropped.labels(reason="cancelled").inc()
+            raise
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise NotServingError("service is shutting down")
+
+    def _forget_if_dropped(self, request: _Request[R]) -> None:
+        """Done callback: a request dropped while queued leaves the queue and frees its slot."""
+        if request.queued and request.future.cancelled():
+            self._queue.remove(request)
+            self._release(request)
+            self.metrics.queue_depth.set(len(self._queue))
+
+    def _release(self, request: _Request[R]) -> None:
+        request.queued = False
+        self._slots.release()
 
     async def close(self, timeout_s: float | None = None) -> None:
         """Refuse new requests, finish the queued and running ones, then stop the loop."""
@@ -173,6 +252,8 @@ class DynamicBatcher(Generic[R]):
             batch = [
                 self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
             ]
+            for request in batch:
+                self._release(request)
             self.metrics.queue_depth.set(len(self._queue))
             live = self._drop_abandoned(batch, loop.time())
             if live:

@@ -77,6 +77,13 @@ class InferenceFailedError(ServiceError):
     grpc_code = grpc.StatusCode.INTERNAL
 
 
+class InternalError(ServiceError):
+    """A bug or an unexpected failure while answering one request; the log has the cause."""
+
+    http_status = 500
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
 class ClientGoneError(ServiceError):
     """The client disconnected or cancelled; its request was dropped (nginx's 499)."""
 

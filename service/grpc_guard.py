@@ -146,11 +146,12 @@ def _wrap_unary_input(
 def _wrap_streaming_input(
     inner: Any, parse: Callable[[bytes], Any], authorised: bool, method: str
 ) -> Any:
-    async def parsed(
-        raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
+    # A malformed message is raised to the handler's reader, not aborted from inside it: a
+    # streaming handler (service.streams) first answers the items read before it, then the
+    # error propagates here and ends the call with INVALID_ARGUMENT.
+    async def parsed(raws: AsyncIterator[bytes]) -> AsyncIterator[Any]:
         async for raw in raws:
-            yield await _parse_or_abort(parse, raw, context)
+            yield parse(raw)
 
     if inspect.isasyncgenfunction(inner):
 
@@ -158,16 +159,16 @@ def _wrap_streaming_input(
             raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             await _refuse(context, authorised)
-            async with _hidden_internals(context, method):
-                async for response in inner(parsed(raws, context), context):
+            async with _malformed_is_invalid(context), _hidden_internals(context, method):
+                async for response in inner(parsed(raws), context):
                     yield response
 
         return stream_stream
 
     async def stream_unary(raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
         await _refuse(context, authorised)
-        async with _hidden_internals(context, method):
-            return await inner(parsed(raws, context), context)
+        async with _malformed_is_invalid(context), _hidden_internals(context, method):
+            return await inner(parsed(raws), context)
         return None  # not reached
 
     return stream_unary
@@ -182,6 +183,21 @@ async def _parse_or_abort(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
+class _malformed_is_invalid:  # noqa: N801 - used as a context manager
+    """A malformed message of a request stream ends the call with INVALID_ARGUMENT."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if isinstance(error, _MalformedMessageError):
+            await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return False
+
+
 class _hidden_internals:  # noqa: N801 - used as a context manager, reads like a function
     """Turn an unexpected exception into a logged INTERNAL abort without its text."""
 
@@ -193,7 +209,11 @@ class _hidden_internals:  # noqa: N801 - used as a context manager, reads like a
         return None
 
     async def __aexit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
-        if error is None or not isinstance(error, Exception) or isinstance(error, AbortError):
+        if (
+            error is None
+            or not isinstance(error, Exception)
+            or isinstance(error, AbortError | _MalformedMessageError)
+        ):
             return False
         logger.error("unhandled error in %s", self._method, exc_info=error)
         await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)

@@ -1,17 +1,27 @@
 """The gRPC API (grpc.aio): `ssd.v1.Detector` plus `grpc.health.v1` health and reflection.
 
 The servicer translates protobuf messages to and from `Runtime.detect`; status codes come from
-`service.errors`. `StreamDetect` handles the requests of one stream concurrently and answers in
-completion order, each response carrying its request's `request_id`.
+`service.errors`. `StreamDetect` runs through `service.streams.answer_stream`: the items of one
+stream are handled concurrently, at most `SSD_GRPC_STREAM_WINDOW` at a time (the next is read
+only when one is answered, so HTTP/2 flow control paces a fast client), and answered in
+completion order, each response carrying its own item's `request_id` and result or error. A
+stream whose next message cannot be read ends with a non-OK status once the items read before
+it are answered.
+
+Limits: messages up to `max_message_bytes`, `SSD_GRPC_MAX_CONNECTIONS` connections,
+`SSD_GRPC_MAX_STREAMS_PER_CONNECTION` concurrent calls per connection, and
+`SSD_GRPC_MAX_IN_FLIGHT` detection calls at once, above which a new call gets
+RESOURCE_EXHAUSTED at once (health and reflection stay answered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,15 +32,19 @@ from service._codegen import ensure_generated
 ensure_generated()
 
 from service._generated import detector_pb2, detector_pb2_grpc  # noqa: E402
-from service.errors import ServiceError  # noqa: E402
+from service.errors import OverloadedError, ServiceError  # noqa: E402
 from service.grpc_guard import GuardInterceptor  # noqa: E402
 from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
+from service.streams import StreamReadError, answer_stream  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 # Room for the other fields of a DetectRequest around its image.
 _ENVELOPE_BYTES = 1024 * 1024
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name  # "ssd.v1.Detector"
+# Calls beyond SSD_GRPC_MAX_IN_FLIGHT that gRPC itself still accepts: health checks and
+# reflection, and detection calls that the servicer then refuses cheaply.
+_SPARE_RPCS = 64
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
@@ -38,12 +52,15 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.max_in_flight = runtime.settings.grpc_max_in_flight
+        self.in_flight = 0  # detection calls (unary and streams) being served
 
     async def Detect(  # noqa: N802 - name fixed by the proto
         self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectResponse:
         try:
-            result = await self._observed_detect(request, context)
+            with self._call_slot():
+                result = await self._observed_detect(request, context)
         except ServiceError as error:
             await context.abort(error.grpc_code, error.message)
         return _to_response(request.request_id, result)
@@ -53,13 +70,22 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         request_iterator: AsyncIterator[detector_pb2.DetectRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[detector_pb2.DetectResponse]:
-        responses: asyncio.Queue[detector_pb2.DetectResponse | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_stream(request_iterator, context, responses))
         try:
-            while (response := await responses.get()) is not None:
-                yield response
-        finally:
-            reader.cancel()
+            with self._call_slot():
+                async for response in answer_stream(
+                    request_iterator,
+                    lambda request: self._answer_item(request, context),
+                    _error_response,
+                    window=self.runtime.settings.grpc_stream_window,
+                ):
+                    yield response
+        except ServiceError as error:
+            await context.abort(error.grpc_code, error.message)
+        except StreamReadError as error:
+            # Every item read is answered; the cause (e.g. the guard's malformed-message error)
+            # now ends the call with a non-OK status.
+            assert error.__cause__ is not None
+            raise error.__cause__ from None
 
     async def GetModel(  # noqa: N802
         self, request: detector_pb2.GetModelRequest, context: grpc.aio.ServicerContext
@@ -77,44 +103,30 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             config_json=json.dumps(info["config"]),
         )
 
-    async def _read_stream(
-        self,
-        requests: AsyncIterator[detector_pb2.DetectRequest],
-        context: grpc.aio.ServicerContext,
-        responses: asyncio.Queue[detector_pb2.DetectResponse | None],
-    ) -> None:
-        """Start one task per incoming request; put None on `responses` when all are answered."""
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            async for request in requests:
-                task = asyncio.create_task(self._answer(request, context, responses))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            responses.put_nowait(None)
+    async def _answer_item(
+        self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.DetectResponse:
+        result = await self._observed_detect(request, context, paced=True)
+        return _to_response(request.request_id, result)
 
-    async def _answer(
+    @contextlib.contextmanager
+    def _call_slot(self) -> Iterator[None]:
+        """Count one detection call; refuse it at once beyond `SSD_GRPC_MAX_IN_FLIGHT`."""
+        if self.in_flight >= self.max_in_flight:
+            self._observe(grpc.StatusCode.RESOURCE_EXHAUSTED, time.perf_counter())
+            raise OverloadedError(f"too many calls in flight ({self.max_in_flight}); retry later")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def _observed_detect(
         self,
         request: detector_pb2.DetectRequest,
         context: grpc.aio.ServicerContext,
-        responses: asyncio.Queue[detector_pb2.DetectResponse | None],
-    ) -> None:
-        try:
-            result = await self._observed_detect(request, context)
-        except ServiceError as error:
-            error_pb = detector_pb2.Error(code=error.grpc_code.value[0], message=error.message)
-            responses.put_nowait(
-                detector_pb2.DetectResponse(request_id=request.request_id, error=error_pb)
-            )
-            return
-        responses.put_nowait(_to_response(request.request_id, result))
-
-    async def _observed_detect(
-        self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
+        *,
+        paced: bool = False,
     ) -> DetectResult:
         """`Runtime.detect` on one request, its status code and latency recorded in the metrics.
 
@@ -124,10 +136,14 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         started = time.perf_counter()
         try:
             result = await self.runtime.detect(
-                request.image, _params(request), timeout_s=context.time_remaining()
+                request.image, _params(request), timeout_s=context.time_remaining(), paced=paced
             )
         except ServiceError as error:
             self._observe(error.grpc_code, started)
+            raise
+        except asyncio.CancelledError:  # the client cancelled or went away
+            self._observe(grpc.StatusCode.CANCELLED, started)
+            self.runtime.abandoned.record("grpc")
             raise
         self._observe(grpc.StatusCode.OK, started)
         return result
@@ -152,7 +168,10 @@ def build_server(
             # Without this a second process could bind the same port and take half the calls.
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_message_bytes(settings.max_image_bytes)),
+            ("grpc.max_allowed_incoming_connections", settings.grpc_max_connections),
+            ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
         ],
+        maximum_concurrent_rpcs=settings.grpc_max_in_flight + _SPARE_RPCS,
     )
     detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -186,6 +205,14 @@ def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
     )
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, status)
+
+
+def _error_response(
+    request: detector_pb2.DetectRequest, error: ServiceError
+) -> detector_pb2.DetectResponse:
+    """The response reporting `error` for one stream item, with its `request_id`."""
+    error_pb = detector_pb2.Error(code=error.grpc_code.value[0], message=error.message)
+    return detector_pb2.DetectResponse(request_id=request.request_id, error=error_pb)
 
 
 def _params(request: detector_pb2.DetectRequest) -> DetectParams:

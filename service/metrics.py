@@ -59,6 +59,12 @@ class ServiceMetrics:
             "in a forward pass), all protocols.",
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "ssd_dropped_requests",
+            "Requests dropped before compute: client went away (cancelled) or deadline passed.",
+            ("reason",),
+            registry=self.registry,
+        )
 
     def observe_request(self, protocol: str, status: str, seconds: float) -> None:
         """Count one finished request and its end-to-end latency."""

@@ -9,6 +9,7 @@ turns `ready` false and refuses new requests; `drain()` waits for accepted ones 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ from service.detector import (
     to_pixel_detections,
 )
 from service.errors import InvalidParameterError, NotServingError
-from service.images import prepare_image
+from service.images import DecodedImage, prepare_image
+from service.log_limits import EventSummary
 from service.metrics import ServiceMetrics
 from service.params import resolve_classes
 from service.settings import Settings
@@ -67,6 +69,8 @@ class Runtime:
     def __init__(self, settings: Settings, loader: Callable[[], Detector] | None = None) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
+        # Clients that went away: one summary line per second, never a line per request.
+        self.abandoned = EventSummary(logger, "requests dropped: client went away")
         self._loader = loader or (
             lambda: load_detector(settings.model_path, settings.model_version)
         )
@@ -117,14 +121,21 @@ class Runtime:
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def detect(
-        self, data: bytes, params: DetectParams, timeout_s: float | None = None
+        self,
+        data: bytes,
+        params: DetectParams,
+        timeout_s: float | None = None,
+        *,
+        paced: bool = False,
     ) -> DetectResult:
         """Detect objects in one encoded image.
 
         Args:
-            data: encoded image bytes.
+            data: encoded image bytes; not referenced any more once decoded.
             params: per-request options.
             timeout_s: time left for the request; capped by `settings.request_timeout_s`.
+            paced: an item of a paced stream: wait (until the deadline) for room in the queue
+                instead of being refused when it is full.
         Raises:
             ServiceError subclasses (see `service.errors`), mapped to a status by the caller.
         """
@@ -139,16 +150,11 @@ class Runtime:
         deadline = loop.time() + (timeout if timeout_s is None else min(timeout, timeout_s))
         self._enter()
         try:
-            image = await loop.run_in_executor(
-                self._decode_pool,
-                lambda: prepare_image(
-                    data,
-                    detector.input_size,
-                    max_bytes=self.settings.max_image_bytes,
-                    max_pixels=self.settings.max_image_pixels,
-                ),
-            )
-            raw = await batcher.submit(image.pixels, deadline)
+            # The queue slot is taken before decoding: a full service refuses in microseconds.
+            async with batcher.admission(wait_until=deadline if paced else None) as admission:
+                image = await self._decode(data, detector)
+                del data  # the caller's bytes may be freed while the request waits for its batch
+                raw = await batcher.submit(image.pixels, deadline, admission)
         finally:
             self._leave()
         detections = to_pixel_detections(
@@ -161,6 +167,19 @@ class Runtime:
             classes=classes,
         )
         return DetectResult(detector.name, detector.version, image.width, image.height, detections)
+
+    async def _decode(self, data: bytes, detector: Detector) -> DecodedImage:
+        """`prepare_image` in the decode pool (a cancelled request's queued decode never runs)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decode_pool,
+            functools.partial(
+                prepare_image,
+                data,
+                detector.input_size,
+                max_bytes=self.settings.max_image_bytes,
+                max_pixels=self.settings.max_image_pixels,
+            ),
+        )
 
     def model_info(self) -> dict[str, Any]:
         """Name, version, classes, input size and the full config of the served model."""

@@ -52,6 +52,20 @@ class Settings(BaseSettings):
         default=50_000_000, ge=1, description="Largest accepted width * height (before decode)."
     )
     decode_workers: int = Field(default=4, ge=1, description="Threads decoding images.")
+    grpc_stream_window: int = Field(
+        default=16,
+        ge=1,
+        description="Items of one StreamDetect in flight; the next is read when one is answered.",
+    )
+    grpc_max_in_flight: int = Field(
+        default=128, ge=1, description="Detection calls at once before RESOURCE_EXHAUSTED."
+    )
+    grpc_max_connections: int = Field(
+        default=1000, ge=1, description="Open gRPC connections; more are closed at once."
+    )
+    grpc_max_streams_per_connection: int = Field(
+        default=100, ge=1, description="Concurrent calls per HTTP/2 connection (flow control)."
+    )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0.0, description="Longest drain of queued requests on SIGTERM, s."
     )
