@@ -1,9 +1,12 @@
 """Entry point: `ssd-serve` or `python -m service`.
 
 One process, one event loop: a uvicorn server (HTTP) and a grpc.aio server share one
-`Runtime` (model, batcher). Both ports open at once so liveness answers while the model loads;
-readiness (`/readyz`, gRPC health) turns true after warm-up. On SIGTERM or SIGINT: readiness
-false, new requests refused, accepted ones finish (up to `SSD_SHUTDOWN_GRACE_S`), exit 0.
+`Runtime` (model, batcher). Start-up order: settings (one line per bad `SSD_` variable, exit 2),
+both ports bound exclusively (a busy port is named by its variable, exit 2), both servers
+started so liveness answers, then the model loads (a bad model file: one line, exit 2) and
+readiness (`/readyz`, gRPC health) turns true after warm-up. SIGTERM or SIGINT at any stage:
+readiness false, new requests refused, accepted ones finish (up to `SSD_SHUTDOWN_GRACE_S`),
+exit 0; a model still loading is abandoned.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import Iterator
 
 import uvicorn
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError, load_settings
+from service.startup import StartupError, startup_work_running
 
 logger = logging.getLogger("service")
+EXIT_STARTUP_ERROR = 2
 
 
 class HttpServer(uvicorn.Server):
@@ -30,63 +37,100 @@ class HttpServer(uvicorn.Server):
 
 
 async def serve(settings: Settings) -> None:
-    """Run both servers until SIGTERM / SIGINT, then drain and stop them."""
+    """Run both servers until SIGTERM / SIGINT, then drain and stop them.
+
+    Raises:
+        StartupError: a port cannot be bound or the model file cannot be served.
+    """
     from service.grpc_server import build_server, set_serving
     from service.http_app import create_app
+    from service.model_file import ModelFileError
     from service.runtime import Runtime
+    from service.startup import bind_http_socket, probe_port
 
-    runtime = Runtime(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    grpc_server, grpc_port, health = build_server(runtime, f"{settings.host}:{settings.grpc_port}")
+    http_socket = bind_http_socket(settings.host, settings.http_port)
+    runtime = Runtime(settings)
+    try:
+        if settings.grpc_port != 0:
+            probe_port(settings.host, settings.grpc_port, "SSD_GRPC_PORT")
+        grpc_server, grpc_port, health = build_server(
+            runtime, f"{settings.host}:{settings.grpc_port}"
+        )
+    except (StartupError, RuntimeError) as error:
+        http_socket.close()
+        if isinstance(error, StartupError):
+            raise
+        raise StartupError(f"SSD_GRPC_PORT={settings.grpc_port}: {error}") from None
     await grpc_server.start()
     http_config = uvicorn.Config(
         create_app(settings, runtime),
-        host=settings.host,
-        port=settings.http_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
     )
     http_server = HttpServer(http_config)
-    http_task = asyncio.create_task(http_server.serve(), name="http")
+    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]), name="http")
     logger.info(
-        "listening: HTTP on %s:%d, gRPC on port %d", settings.host, settings.http_port, grpc_port
+        "listening: HTTP on %s:%d, gRPC on port %d",
+        settings.host,
+        http_socket.getsockname()[1],
+        grpc_port,
     )
 
     start_task = asyncio.create_task(runtime.start(), name="model-load")
-    await asyncio.wait(
-        {start_task, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
-    )
-    if start_task.done() and start_task.exception() is None:
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({start_task, stop_task, http_task}, return_when="FIRST_COMPLETED")
+    if start_task.done() and start_task.exception() is None and not http_task.done():
         set_serving(health, True)
-        await stop.wait()
+        await asyncio.wait({stop_task, http_task}, return_when="FIRST_COMPLETED")
         logger.info("signal received: draining")
-    else:
-        logger.error("stopping before the model was ready")
+    elif not start_task.done():
+        logger.warning("stopping before the model was ready")
     set_serving(health, False)
     runtime.begin_shutdown()
     if not start_task.done():
         start_task.cancel()
+    stop_task.cancel()
     await runtime.drain()
     await grpc_server.stop(grace=settings.shutdown_grace_s)
     http_server.should_exit = True
     await http_task
-    if start_task.done() and not start_task.cancelled() and start_task.exception() is not None:
-        raise start_task.exception()  # type: ignore[misc]
+    failure = None if start_task.cancelled() else start_task.exception()
+    if isinstance(failure, ModelFileError):
+        raise StartupError(f"SSD_MODEL_PATH={settings.model_path}: {failure}") from None
+    if failure is not None:
+        raise failure
     logger.info("stopped")
 
 
 def main() -> None:
     """Console script `ssd-serve`: read `SSD_*` settings, serve until SIGTERM."""
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for line in error.lines:
+            print(f"ssd-serve: {line}", file=sys.stderr)
+        sys.exit(EXIT_STARTUP_ERROR)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logger.info("settings: %s", settings.model_dump_json())
-    asyncio.run(serve(settings))
+    code = 0
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as error:
+        print(f"ssd-serve: {error}", file=sys.stderr)
+        code = EXIT_STARTUP_ERROR
+    if startup_work_running():
+        # A model load SIGTERM abandoned: interpreter shutdown would wait for its imports.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from service.model_file import check_model_file, check_ssd_model, load_error
+
 logger = logging.getLogger(__name__)
 
 
@@ -174,7 +176,12 @@ def resolve_model(model_path: Path | None) -> tuple[Any, str]:
         config = ssd_core.SSDConfig.preset("ssd7")
         return ssd_core.build_model(config, mode="inference"), "random-init"
     logger.info("loading model from %s", model_path)
-    model = keras.saving.load_model(model_path)
+    check_model_file(model_path)
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as error:  # Keras raises many types for a bad file; one line names it
+        raise load_error(model_path, error) from error
+    check_ssd_model(model, model_path)
     if getattr(model, "mode", "inference") != "inference":
         model = ssd_core.to_inference(model)
     return model, _file_version(model_path)

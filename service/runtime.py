@@ -30,6 +30,7 @@ from service.log_limits import EventSummary
 from service.metrics import ServiceMetrics
 from service.params import resolve_classes
 from service.settings import Settings
+from service.startup import run_in_daemon_thread
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Load and warm up the model off the event loop, then start batching."""
-        detector = await asyncio.to_thread(self._loader)
+        # Daemon threads: SIGTERM during a long load must not wait for it to finish.
+        detector = await run_in_daemon_thread(self._loader)
         batcher = DynamicBatcher(
             detector.predict_batch,
             max_batch_size=self.settings.max_batch_size,
@@ -98,7 +100,7 @@ class Runtime:
             max_queue_size=self.settings.max_queue_size,
             metrics=self.metrics,
         )
-        await asyncio.to_thread(detector.warm_up, batcher.batch_sizes)
+        await run_in_daemon_thread(lambda: detector.warm_up(batcher.batch_sizes))
         self.detector, self.batcher = detector, batcher
         batcher.start()
         self._ready = True

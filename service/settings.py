@@ -6,18 +6,57 @@ Every field is documented in the README's "The service" section with its default
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.model_file import check_model_file
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ENV_PREFIX = "SSD_"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; `lines` holds one message per bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: `http_port` -> `SSD_HTTP_PORT`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings()` from the environment, with errors as one line per variable.
+
+    Raises:
+        SettingsError: lines like "SSD_SHUTDOWN_GRACE_S='inf': Input should be a finite number".
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError([_error_line(item) for item in error.errors()]) from None
+
+
+def _error_line(item: Any) -> str:
+    field = str(item["loc"][0]) if item.get("loc") else ""
+    name = env_name(field) if field else f"{ENV_PREFIX}* settings"
+    message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+    if "input" in item and field and not isinstance(item["input"], dict):
+        return f"{name}={item['input']!r}: {message}"
+    return f"{name}: {message}"
 
 
 class Settings(BaseSettings):
     """Configuration of one service process. `SSD_MAX_BATCH_SIZE=16` sets `max_batch_size`."""
 
-    model_config = SettingsConfigDict(env_prefix="SSD_", protected_namespaces=(), frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, protected_namespaces=(), frozen=True, allow_inf_nan=False
+    )
 
     model_path: Path | None = Field(
         default=None,
@@ -77,8 +116,9 @@ class Settings(BaseSettings):
         # docker compose passes `SSD_MODEL_PATH: ${SSD_MODEL_PATH:-}` as "" when unset.
         return None if value == "" else value
 
-    @model_validator(mode="after")
-    def _check_model_path(self) -> Settings:
-        if self.model_path is not None and not self.model_path.exists():
-            raise ValueError(f"SSD_MODEL_PATH points to {self.model_path}, which does not exist")
-        return self
+    @field_validator("model_path")
+    @classmethod
+    def _check_model_path(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            check_model_file(value)  # cheap checks only: nothing is opened that could block
+        return value
