@@ -13,7 +13,10 @@ Examples:
 
 Layers are matched by their Caffe names and every shape is checked; a missing or mis-shaped
 layer stops the conversion with a message naming it. The saved model carries its SSDConfig;
-a copy is written next to it as `<out>.json` for `scripts/train.py --config ... --weights ...`.
+a copy is written next to it as `<out>.json` for `scripts/train.py --config ... --weights ...`;
+an existing `<out>.json` holding another config is never replaced (the conversion stops).
+Both files are written atomically. User errors (missing, truncated or foreign files) print one
+line naming the file and exit with status 2.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import sys
 from pathlib import Path
 
 from ssd_core import SSDConfig, build_model
+from ssd_core.atomic_write import atomic_path
+from ssd_core.input_files import InputFileError, require_file
 from ssd_core.model import MODES
 from ssd_core.weights import (
     WeightFileError,
@@ -34,6 +39,7 @@ from ssd_core.weights import (
 
 logger = logging.getLogger("convert_weights")
 
+KEEP_ADVICE = "move it away or choose another --out"
 LOADERS = {"caffe": load_caffe_weights, "ssd_keras": load_ssd_keras_weights}
 
 
@@ -66,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_replaceable_config(path: Path, config: SSDConfig) -> None:
+    """Raise `InputFileError` if `path` exists and is not this same config: it may be the
+    user's file, or the config of another converted model that still needs it."""
+    if not path.exists():
+        return
+    try:
+        existing = SSDConfig.load(path)
+    except InputFileError as error:
+        problem = f"exists and is no SSDConfig ({error.problem}); not replaced: {KEEP_ADVICE}"
+        raise InputFileError(path, problem) from error
+    if existing != config:
+        old, new = existing.to_dict(), config.to_dict()
+        fields = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise InputFileError(
+            path,
+            f"exists and holds another config (differs in {', '.join(fields)}); not replaced: "
+            + KEEP_ADVICE,
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     logger.info("configuration: %s", vars(args))
     source_format, source_file = args.source
@@ -75,21 +101,24 @@ def main(args: argparse.Namespace) -> int:
     if args.out.suffix != ".keras":
         logger.error("--out must end in .keras, got %s", args.out)
         return 2
-    config = SSDConfig.preset(args.preset) if args.preset else SSDConfig.load(args.config)
-    logger.info("model config: %s", config.to_json(indent=None))
-    model = build_model(config, mode=args.mode)
     try:
+        config = SSDConfig.preset(args.preset) if args.preset else SSDConfig.load(args.config)
+        require_file(source_file, f"a {source_format} weight file")
+        logger.info("model config: %s", config.to_json(indent=None))
+        model = build_model(config, mode=args.mode)
         LOADERS[source_format](model, source_file, base_only=args.base_only)
         if args.keep_classes:
             keep = [name.strip() for name in args.keep_classes.split(",") if name.strip()]
             model = subsample_classes(model, keep)
-    except (WeightFileError, ValueError) as error:
+        # train.py --weights needs a model of the same config: --config <out>.json builds it.
+        config_path = args.out.with_suffix(".json")
+        check_replaceable_config(config_path, model.ssd_config)
+    except (InputFileError, WeightFileError, ValueError) as error:
         logger.error("%s", error)
-        return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
-    # train.py --weights needs a model of the same config: --config <out>.json builds it.
-    model.ssd_config.save(args.out.with_suffix(".json"))
+        return 2
+    with atomic_path(args.out) as partial:
+        model.save(partial)
+    model.ssd_config.save(config_path)
     logger.info(
         "wrote %s: %s, %d classes %s",
         args.out,

@@ -10,7 +10,10 @@ Examples:
 
 The served signature takes `images` (B, H, W, 3) uint8 RGB already resized to the model input
 size and returns `boxes` (normalised xyxy), `scores`, `classes`, `num_detections`; see
-`ssd_core.export`. Decoder settings can be overridden for the exported graph.
+`ssd_core.export`. Decoder settings can be overridden for the exported graph. Outputs are
+written under a temporary name and renamed when complete; an existing non-empty SavedModel
+directory is never replaced. User errors (a missing, truncated or non-SSD model, an occupied
+--out) print one line naming the file and exit with status 2.
 """
 
 from __future__ import annotations
@@ -20,10 +23,8 @@ import logging
 import sys
 from pathlib import Path
 
-import keras
-
-import ssd_core  # noqa: F401  (registers the custom layers for load_model)
 from ssd_core.export import export_onnx, export_savedmodel, write_triton_repository
+from ssd_core.input_files import InputFileError, load_keras_model
 from ssd_core.model import SSD
 
 logger = logging.getLogger("export")
@@ -67,7 +68,11 @@ def decoder_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def main(args: argparse.Namespace) -> int:
     logger.info("configuration: %s", vars(args))
-    model = keras.saving.load_model(args.model)
+    try:
+        model = load_keras_model(args.model)
+    except InputFileError as error:
+        logger.error("%s", error)
+        return 2
     if not isinstance(model, SSD):
         logger.error("%s is not an ssd_core SSD model (got %s)", args.model, type(model).__name__)
         return 2
@@ -92,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except (FileExistsError, ValueError) as error:
         logger.error("%s", error)
-        return 1
+        return 2
     logger.info("exported %s as %s to %s", args.model, args.format, out)
     return 0
 

@@ -14,7 +14,10 @@ Examples:
 
 Resume: run the same command again with the same --out; training continues from the latest
 checkpoint (model, optimizer and step; the input pipeline is addressed by step, so the batches
-continue exactly). Multi-GPU: all GPUs of the host are used through MirroredStrategy; for
+continue exactly). A folder holding a run of another config or dataset (or files of no run) is
+refused unless --overwrite, which deletes that run's outputs. Outputs are written atomically
+(a kill leaves the previous file); user errors print one line naming the file and exit 2.
+Multi-GPU: all GPUs of the host are used through MirroredStrategy; for
 several hosts set TF_CONFIG on each and pass --multi-worker (MultiWorkerMirroredStrategy).
 """
 
@@ -27,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,12 +39,16 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from ssd_core.atomic_write import atomic_path, write_text  # noqa: E402
 from ssd_core.config import SSDConfig  # noqa: E402
 from ssd_core.data.pipeline import training_dataset  # noqa: E402
+from ssd_core.data.records import DatasetError  # noqa: E402
 from ssd_core.data.sources import load_dataset  # noqa: E402
 from ssd_core.evaluation.voc_eval import evaluate_voc  # noqa: E402
+from ssd_core.input_files import InputFileError, describe, require_file  # noqa: E402
 from ssd_core.losses import SSDLoss  # noqa: E402
 from ssd_core.model import build_model, to_inference  # noqa: E402
+from ssd_core.run_folder import DatasetIdentity, prepare_run_folder  # noqa: E402
 from ssd_core.training import (  # noqa: E402
     NonFiniteLossError,
     Trainer,
@@ -51,6 +59,11 @@ from ssd_core.training import (  # noqa: E402
 )
 
 logger = logging.getLogger("train")
+
+# Setup errors caused by the user's files and arguments (missing, truncated or mismatched
+# inputs, a folder of another run): one message, exit status 2. InputFileError, DatasetError,
+# WeightFileError and RunMismatchError are ValueErrors.
+USER_ERRORS = (ValueError, OSError)
 
 QUICK_IMAGE_SIZE = (96, 160)
 
@@ -93,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--multi-worker", action="store_true", help="MultiWorkerMirroredStrategy")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, required=True, help="run directory (resumes if present)")
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="if --out holds a run of another config or dataset, delete it and start afresh",
+    )
     out.add_argument("--checkpoint-every", type=int, default=1000)
     out.add_argument("--keep-checkpoints", type=int, default=3)
     out.add_argument("--log-every", type=int, default=20)
@@ -128,7 +146,7 @@ def resolve_config(args: argparse.Namespace, class_names: tuple[str, ...]) -> SS
     if getattr(args, "quick_image_size", None):
         config = config.replace(image_size=args.quick_image_size)
     if config.class_names != tuple(class_names):
-        raise SystemExit(
+        raise DatasetError(
             f"the model's classes {list(config.class_names)} differ from the dataset's "
             f"{list(class_names)}; write a --config with the dataset's class_names"
         )
@@ -152,8 +170,7 @@ def build_trainer(
     with strategy.scope():
         model = build_model(config, "training")
         if args.weights is not None:
-            model.load_weights(args.weights)
-            logger.info("loaded initial weights from %s", args.weights)
+            load_initial_weights(model, args.weights)
         if args.optimizer == "adam":
             optimizer = keras.optimizers.Adam(learning_rate=schedule)
         else:
@@ -161,6 +178,16 @@ def build_trainer(
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return Trainer(model, optimizer, SSDLoss(), args.weight_decay, strategy)
+
+
+def load_initial_weights(model: keras.Model, path: Path) -> None:
+    """`model.load_weights(path)` with `InputFileError` for a missing, truncated or foreign file."""
+    require_file(path, "a .keras or .weights.h5 file")
+    try:
+        model.load_weights(path)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
+        raise InputFileError(path, f"cannot load weights from it ({describe(error)})") from error
+    logger.info("loaded initial weights from %s", path)
 
 
 def validate(trainer: Trainer, records: list, class_names: tuple[str, ...]) -> dict:
@@ -177,26 +204,30 @@ def train(args: argparse.Namespace) -> int:
         args.mixed_precision == "auto" and tf.config.list_physical_devices("GPU")
     ):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    train_data = load_dataset(args.dataset, args.split)
-    config = resolve_config(args, train_data.class_names)
-    val_records = []
-    if args.val_split:
-        val_data = load_dataset(
-            args.val_dataset or args.dataset, args.val_split, config.class_names
-        )
-        val_records = list(val_data.records[: args.max_val_images])
     strategy = choose_strategy(args)
-    logger.info(
-        "training %s (%s) on %d images, %d replica(s); settings: %s",
-        config.name,
-        config.image_size,
-        len(train_data.records),
-        strategy.num_replicas_in_sync,
-        json.dumps({k: str(v) for k, v in vars(args).items()}),
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(config.to_json())
-    trainer = build_trainer(args, config, strategy)
+    try:
+        train_data = load_dataset(args.dataset, args.split)
+        config = resolve_config(args, train_data.class_names)
+        val_records = []
+        if args.val_split:
+            val_data = load_dataset(
+                args.val_dataset or args.dataset, args.val_split, config.class_names
+            )
+            val_records = list(val_data.records[: args.max_val_images])
+        logger.info(
+            "training %s (%s) on %d images, %d replica(s); settings: %s",
+            config.name,
+            config.image_size,
+            len(train_data.records),
+            strategy.num_replicas_in_sync,
+            json.dumps({k: str(v) for k, v in vars(args).items()}),
+        )
+        identity = DatasetIdentity.of(train_data, args.dataset, args.split)
+        prepare_run_folder(args.out, config, identity, overwrite=args.overwrite)
+        trainer = build_trainer(args, config, strategy)
+    except USER_ERRORS as error:
+        logger.error("%s", error)
+        return 2
     manager = make_checkpoint_manager(trainer, args.out / "checkpoints", args.keep_checkpoints)
     start = trainer.step
     if start:
@@ -235,10 +266,11 @@ def train(args: argparse.Namespace) -> int:
             logger.info("step %d: VOC07 mAP %.4f on %d images", step, m_ap, len(val_records))
             write_scalars(writer, {"mAP": m_ap}, step, "val")
             metrics = json.dumps({"step": step, **summary}, indent=2)
-            (args.out / "val_metrics.json").write_text(metrics)
+            write_text(args.out / "val_metrics.json", metrics)
     progress.close()
     model_path = args.out / "model.keras"
-    trainer.model.save(model_path)
+    with atomic_path(model_path) as partial:  # a kill here leaves the previous model.keras
+        trainer.model.save(partial)
     logger.info(
         "done: %d steps (%.0f s this run); model saved to %s",
         trainer.step,
@@ -253,7 +285,8 @@ def main(args: argparse.Namespace) -> int:
     if args.quick:
         apply_quick(args)
     if not args.dataset:
-        raise SystemExit("--dataset is required (or use --quick)")
+        logger.error("--dataset is required (or use --quick)")
+        return 2
     try:
         return train(args)
     finally:

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssd_core.atomic_write import write_text
+from ssd_core.input_files import InputFileError, describe, require_file
+
 BACKBONES = ("vgg16", "ssd7")
 CHANNEL_ORDERS = ("rgb", "bgr")
 
@@ -173,11 +176,17 @@ class SSDConfig:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        """Write the JSON to `path`, atomically (a crash leaves the old file or the new)."""
+        write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> SSDConfig:
-        return cls.from_json(Path(path).read_text())
+        """Read a JSON config; `InputFileError` naming the file if it is missing or invalid."""
+        path = require_file(path, "an SSDConfig JSON file")
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError, TypeError) as error:
+            raise InputFileError(path, f"not a valid SSDConfig ({describe(error)})") from error
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> SSDConfig:

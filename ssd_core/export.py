@@ -12,6 +12,10 @@ resize; the graph does not). It returns the decoded, padded detections of the in
 
 The SSDConfig is written next to the SavedModel as `assets.extra/ssd_config.json`, where
 TF Serving and Triton ignore it and clients can read the class names.
+
+Every output is written under a temporary name and renamed into place when complete
+(`ssd_core.atomic_write`), so an interrupted export never leaves a half-written model where a
+server would load it; an existing non-empty SavedModel directory is never replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ssd_core.atomic_write import atomic_path, write_text
 from ssd_core.model import SSD, to_inference
 
 logger = logging.getLogger(__name__)
@@ -64,15 +69,19 @@ def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -
 
     Args:
         model: the SSD to export; a training-mode model is converted with `to_inference`.
-        out_dir: the SavedModel directory (created; must not hold another SavedModel).
+        out_dir: the SavedModel directory (created; must be missing or empty).
         **decoder_options: decoder settings for the exported graph (see `SSD`).
 
     Returns:
         `out_dir` as a Path.
+
+    Raises:
+        FileExistsError: `out_dir` exists and is not an empty directory.
     """
     out_dir = Path(out_dir)
-    if (out_dir / "saved_model.pb").exists():
-        raise FileExistsError(f"{out_dir} already holds a SavedModel; choose a new directory")
+    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())):
+        what = "a SavedModel" if (out_dir / "saved_model.pb").exists() else "other files"
+        raise FileExistsError(f"{out_dir} already holds {what}; choose a new directory")
     served = inference_model(model, **decoder_options)
     height, width = served.ssd_config.image_size
 
@@ -86,9 +95,10 @@ def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -
         fn=serve,
         input_signature=[tf.TensorSpec((None, height, width, 3), tf.uint8, name=INPUT_NAME)],
     )
-    archive.write_out(str(out_dir), verbose=False)
-    (out_dir / CONFIG_ASSET).parent.mkdir(parents=True, exist_ok=True)
-    served.ssd_config.save(out_dir / CONFIG_ASSET)
+    with atomic_path(out_dir) as partial:
+        archive.write_out(str(partial), verbose=False)
+        (partial / CONFIG_ASSET).parent.mkdir(parents=True, exist_ok=True)
+        served.ssd_config.save(partial / CONFIG_ASSET)
     logger.info("wrote SavedModel %s (signature %s)", out_dir, SIGNATURE)
     return out_dir
 
@@ -144,7 +154,7 @@ def write_triton_repository(
     export_savedmodel(served, model_dir / str(version) / "model.savedmodel")
     inputs, outputs = serving_specs(served)
     config = triton_config_pbtxt(name, inputs, outputs, max_batch_size, max_queue_delay_us)
-    (model_dir / "config.pbtxt").write_text(config)
+    write_text(model_dir / "config.pbtxt", config)
     logger.info("wrote Triton model %s (max_batch_size %d)", model_dir, max_batch_size)
     return model_dir
 
@@ -167,10 +177,10 @@ def export_onnx(model: SSD, out_file: str | Path, opset: int = 17, **decoder_opt
         return served(tf.cast(images, tf.float32), training=False)
 
     out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tf2onnx.convert.from_function(
-        serve, input_signature=signature, opset=opset, output_path=str(out_file)
-    )
+    with atomic_path(out_file) as partial:
+        tf2onnx.convert.from_function(
+            serve, input_signature=signature, opset=opset, output_path=str(partial)
+        )
     logger.info("wrote ONNX model %s (opset %d)", out_file, opset)
     return out_file
 

@@ -22,6 +22,7 @@ import h5py
 import keras
 import numpy as np
 
+from ssd_core.input_files import describe
 from ssd_core.weights import assign
 
 KerasWeights = dict[str, list[np.ndarray]]
@@ -32,9 +33,18 @@ def read_ssd_keras_h5(path: str | Path) -> KerasWeights:
     """Read every layer that holds weights from a Keras 2 HDF5 weight (or model) file.
 
     Raises:
-        WeightFileError: the file lacks the `layer_names` / `weight_names` attributes or a
-            listed weight dataset.
+        WeightFileError: the file is not a readable HDF5 file (truncated, another format), or
+            lacks the `layer_names` / `weight_names` attributes or a listed weight dataset.
     """
+    try:
+        return _read_weights(path)
+    except OSError as error:  # h5py's error for a truncated or non-HDF5 file, no file name in it
+        raise assign.WeightFileError(
+            f"{path}: not a readable HDF5 file (truncated or another format; {describe(error)})"
+        ) from error
+
+
+def _read_weights(path: str | Path) -> KerasWeights:
     weights: KerasWeights = {}
     with h5py.File(path, "r") as file:
         root = file.get("model_weights", file)

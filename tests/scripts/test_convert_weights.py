@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
+import pytest
 
 import ssd_core  # noqa: F401  (registers the custom layers for load_model)
 from ssd_core import SSDConfig, build_model
@@ -99,7 +100,7 @@ def test_caffe_file_with_a_missing_layer_fails_naming_it(tmp_path, caplog):
     )
     argv = ["--from", "caffe", tmp_path / "partial.caffemodel", "--preset", "ssd300_voc"]
     with caplog.at_level(logging.ERROR, logger="convert_weights"):
-        assert run(*argv, "--out", tmp_path / "m.keras") == 1
+        assert run(*argv, "--out", tmp_path / "m.keras") == 2
     assert "layer 'conv1_2' is missing" in caplog.text
     assert not (tmp_path / "m.keras").exists()
 
@@ -116,7 +117,7 @@ def test_unknown_keep_class_fails_with_the_available_names(tmp_path, caplog):
         "car",
     ]
     with caplog.at_level(logging.ERROR, logger="convert_weights"):
-        assert run(*argv, "--out", tmp_path / "m.keras") == 1
+        assert run(*argv, "--out", tmp_path / "m.keras") == 2
     assert "classes ['car'] are not in model 'ssd7'" in caplog.text
 
 
@@ -125,3 +126,68 @@ def test_unknown_source_format_is_rejected(tmp_path):
         run("--from", "darknet", tmp_path / "x", "--preset", "ssd7", "--out", tmp_path / "m.keras")
         == 2
     )
+
+
+def test_an_existing_json_of_another_config_is_kept_and_nothing_is_written(tmp_path, caplog):
+    write_keras2_h5(tmp_path / "ssd7.h5", random_keras_weights("ssd7", seed=3))
+    theirs = SSDConfig.preset("ssd7", image_size=(96, 160))
+    theirs.save(tmp_path / "m.json")
+    before = (tmp_path / "m.json").read_bytes()
+    argv = ["--from", "ssd_keras", tmp_path / "ssd7.h5", "--preset", "ssd7"]
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        assert run(*argv, "--out", tmp_path / "m.keras") == 2
+    assert f"{tmp_path / 'm.json'}: exists and holds another config (differs in image_size)" in (
+        caplog.text
+    )
+    assert (tmp_path / "m.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "ssd7.h5"]
+
+
+def test_converting_again_to_the_same_config_replaces_the_model(tmp_path):
+    write_keras2_h5(tmp_path / "ssd7.h5", random_keras_weights("ssd7", seed=4))
+    argv = ["--from", "ssd_keras", tmp_path / "ssd7.h5", "--preset", "ssd7"]
+    assert run(*argv, "--out", tmp_path / "m.keras") == 0
+    assert run(*argv, "--out", tmp_path / "m.keras") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "ssd7.h5"]
+    assert SSDConfig.load(tmp_path / "m.json") == SSDConfig.preset("ssd7")
+
+
+def truncated_h5(path: Path) -> None:
+    write_keras2_h5(path, random_keras_weights("ssd7", seed=5))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def not_hdf5(path: Path) -> None:
+    path.write_text("layer_names: conv1, conv2\n")
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (truncated_h5, "not a readable HDF5 file (truncated or another format"),
+        (not_hdf5, "not a readable HDF5 file (truncated or another format"),
+        (lambda path: None, "no such file (expected a ssd_keras weight file)"),
+        (lambda path: path.write_bytes(b""), "empty file (expected a ssd_keras weight file)"),
+    ],
+    ids=["truncated", "not-hdf5", "missing", "empty"],
+)
+def test_an_unreadable_h5_is_one_error_naming_the_file(tmp_path, caplog, make, problem):
+    source = tmp_path / "weights.h5"
+    make(source)
+    argv = ["--from", "ssd_keras", source, "--preset", "ssd7", "--out", tmp_path / "m.keras"]
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        assert run(*argv) == 2
+    [message] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert message.startswith(f"{source}: {problem}")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_a_truncated_caffemodel_is_one_error_naming_the_file(tmp_path, caplog):
+    source = tmp_path / "net.caffemodel"
+    write_caffemodel(source, {"conv1_1": [np.zeros((64, 3, 3, 3)), np.zeros(64)]})
+    source.write_bytes(source.read_bytes()[:-7])
+    argv = ["--from", "caffe", source, "--preset", "ssd300_voc", "--out", tmp_path / "m.keras"]
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        assert run(*argv) == 2
+    assert f"{source}: not a Caffe NetParameter file" in caplog.text

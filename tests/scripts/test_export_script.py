@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import keras
@@ -52,3 +53,23 @@ def test_non_ssd_model_is_rejected(tmp_path):
     argv = ["--model", tmp_path / "dense.keras", "--format", "savedmodel", "--out", tmp_path / "sm"]
     assert run(*argv) == 2
     assert not (tmp_path / "sm").exists()
+
+
+def test_a_truncated_model_is_one_error_naming_it(tmp_path, caplog):
+    model = build_model(SSDConfig.preset("ssd7"))
+    model.save(tmp_path / "ssd7.keras")
+    data = (tmp_path / "ssd7.keras").read_bytes()
+    (tmp_path / "ssd7.keras").write_bytes(data[: len(data) // 3])
+    argv = ["--model", tmp_path / "ssd7.keras", "--format", "savedmodel", "--out", tmp_path / "sm"]
+    with caplog.at_level(logging.ERROR, logger="export"):
+        assert run(*argv) == 2
+    [message] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert message.startswith(f"{tmp_path / 'ssd7.keras'}: not a readable .keras model")
+    assert not (tmp_path / "sm").exists()
+
+
+def test_a_missing_model_is_one_error_naming_it(tmp_path, caplog):
+    argv = ["--model", tmp_path / "nope.keras", "--format", "onnx", "--out", tmp_path / "m.onnx"]
+    with caplog.at_level(logging.ERROR, logger="export"):
+        assert run(*argv) == 2
+    assert f"{tmp_path / 'nope.keras'}: no such file (expected a .keras model)" in caplog.text

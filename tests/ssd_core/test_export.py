@@ -74,6 +74,23 @@ def test_export_refuses_to_overwrite_a_savedmodel(savedmodel_dir, ssd7_inference
         export_savedmodel(ssd7_inference, savedmodel_dir)
 
 
+def test_export_refuses_a_directory_of_other_files(tmp_path, ssd7_inference):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds other files"):
+        export_savedmodel(ssd7_inference, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_interrupted_export_leaves_no_savedmodel_behind(tmp_path, ssd7_inference, monkeypatch):
+    def disk_full(self, path):  # the last step, after the graph and variables are written
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SSDConfig, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_savedmodel(ssd7_inference, tmp_path / "1")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_triton_config_pbtxt_declares_inputs_outputs_and_batching():
     text = triton_config_pbtxt(
         "ssd300_voc",
