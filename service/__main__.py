@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from service.log_limits import install_repeat_filter
 from service.settings import Settings, SettingsError, load_settings
 from service.startup import StartupError, startup_work_running
 
@@ -72,6 +73,8 @@ async def serve(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
     )
+    # After uvicorn.Config, which installs uvicorn's handlers: bound every handler's repeats.
+    install_repeat_filter()
     http_server = HttpServer(http_config)
     http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]), name="http")
     logger.info(
