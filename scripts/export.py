@@ -57,12 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     decoder.add_argument("--iou-threshold", type=float)
     decoder.add_argument("--top-k", type=int)
     decoder.add_argument("--max-detections", type=int)
+    decoder.add_argument(
+        "--clip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="clip decoded boxes to the image before NMS (--no-clip: Caffe's unclipped boxes)",
+    )
     return parser
 
 
 def decoder_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The decoder options given on the command line (unset ones are left to the model)."""
-    names = ("decoder", "score_threshold", "iou_threshold", "top_k", "max_detections")
+    names = ("decoder", "score_threshold", "iou_threshold", "top_k", "max_detections", "clip")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

@@ -13,6 +13,8 @@ Conventions:
 - `scales` has one value per predictor layer plus one; scale `k` times the shorter image side
   is the anchor size of layer `k`.
 - `steps[k]` is the anchor centre spacing in pixels, `None` for `image_size / feature size`.
+- `extra_layers` names the backbone's layout of extra layers (`"ssd300"` / `"ssd512"` for
+  vgg16); `source_layers` must be a prefix of that layout's sources.
 - `pixel_mean` / `pixel_std` are in RGB order on 0..255 input; `channel_order` is the order the
   network sees after normalisation (the Caffe VGG weights expect "bgr").
 """
@@ -26,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ssd_core.atomic_write import write_text
+from ssd_core.backbones import BACKBONE_NAMES as BACKBONES
 from ssd_core.input_files import InputFileError, describe, require_file
 
-BACKBONES = ("vgg16", "ssd7")
 CHANNEL_ORDERS = ("rgb", "bgr")
 
 
@@ -53,6 +55,10 @@ class SSDConfig:
     pixel_mean: tuple[float, float, float] = (123.0, 117.0, 104.0)
     pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: str = "bgr"
+    # Which extra feature layers follow the base network, a layout of the backbone: vgg16 has
+    # "ssd300" (conv6..conv9, stride-1 conv8_2/conv9_2) and "ssd512" (conv6..conv10, all
+    # stride 2). None: the backbone's first layout.
+    extra_layers: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -190,7 +196,8 @@ class SSDConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> SSDConfig:
-        """A named preset (`ssd300_voc`, `ssd300_coco`, `ssd512_voc`, `ssd512_coco`, `ssd7`)."""
+        """A named preset (`ssd300_voc`, `ssd300_coco`, `ssd512_voc`, `ssd512_coco`,
+        `ssd300_res10_face`, `ssd7`)."""
         from ssd_core.presets import PRESETS
 
         if name not in PRESETS:

@@ -1,6 +1,7 @@
-"""Custom Keras layers of the SSD network: input normalisation and conv4_3 L2 normalisation.
+"""Custom Keras layers of the SSD network: input normalisation, conv4_3 L2 normalisation and
+the per-channel scale of Caffe's `Scale` layer.
 
-Both are registered under the `ssd_core` package, so `keras.saving.load_model` finds them once
+All are registered under the `ssd_core` package, so `keras.saving.load_model` finds them once
 `ssd_core` is imported.
 """
 
@@ -108,4 +109,48 @@ class L2Normalization(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"scale_init": self.scale_init, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="ssd_core")
+class ChannelScale(keras.layers.Layer):
+    """Per-channel affine map `y[..., c] = gamma[c] * x[..., c] + beta[c]`.
+
+    The Caffe `Scale` layer as it follows every `BatchNorm` (axis 1, one axis, `bias_term:
+    true`), which holds no affine part of its own.
+
+    Args:
+        gamma_init: initial value of every gamma.
+        beta_init: initial value of every beta.
+
+    Input and output: (B, ..., C). Weights: `gamma` (C,), `beta` (C,).
+    """
+
+    def __init__(self, gamma_init: float = 1.0, beta_init: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gamma_init = float(gamma_init)
+        self.beta_init = float(beta_init)
+
+    def build(self, input_shape: tuple) -> None:
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"ChannelScale needs a known channel count, got {input_shape}")
+        self.gamma = self.add_weight(
+            name="gamma",
+            shape=(channels,),
+            initializer=keras.initializers.Constant(self.gamma_init),
+        )
+        self.beta = self.add_weight(
+            name="beta", shape=(channels,), initializer=keras.initializers.Constant(self.beta_init)
+        )
+
+    def call(self, features: Any) -> Any:
+        return features * self.gamma + self.beta
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"gamma_init": self.gamma_init, "beta_init": self.beta_init})
         return config

@@ -42,6 +42,8 @@ class SSD(keras.Model):
         iou_threshold: NMS IoU threshold (inference mode).
         top_k: candidates per class kept before NMS (inference mode).
         max_detections: detections per image after NMS, K (inference mode).
+        clip: clip decoded boxes to [0, 1] before NMS (inference mode); Caffe's
+            DetectionOutput does not, so `clip=False` reproduces a Caffe model's output.
 
     Input: `"images"` (B, H, W, 3) uint8 or float, RGB, 0..255, H x W = `config.image_size`.
     Outputs, training mode: `{"cls_logits": (B, N, C), "bbox_regression": (B, N, 4)}`;
@@ -58,6 +60,7 @@ class SSD(keras.Model):
         iou_threshold: float = CAFFE_IOU_THRESHOLD,
         top_k: int = CAFFE_TOP_K,
         max_detections: int = CAFFE_MAX_DETECTIONS,
+        clip: bool = True,
         **kwargs: Any,
     ) -> None:
         config = (
@@ -72,6 +75,7 @@ class SSD(keras.Model):
             "iou_threshold": float(iou_threshold),
             "top_k": int(top_k),
             "max_detections": int(max_detections),
+            "clip": bool(clip),
         }
 
         # === Functional graph ===
@@ -128,6 +132,7 @@ def build_model(
     iou_threshold: float = CAFFE_IOU_THRESHOLD,
     top_k: int = CAFFE_TOP_K,
     max_detections: int = CAFFE_MAX_DETECTIONS,
+    clip: bool = True,
 ) -> SSD:
     """Build the SSD network of `config` (see `SSD` for inputs and outputs).
 
@@ -144,6 +149,7 @@ def build_model(
         iou_threshold=iou_threshold,
         top_k=top_k,
         max_detections=max_detections,
+        clip=clip,
     )
 
 
@@ -153,7 +159,7 @@ def to_inference(model: SSD, **decoder_options: Any) -> SSD:
     Args:
         model: a built `SSD`.
         **decoder_options: `decoder`, `score_threshold`, `iou_threshold`, `top_k`,
-            `max_detections`; unset ones keep `model`'s values.
+            `max_detections`, `clip`; unset ones keep `model`'s values.
 
     Returns:
         A new `SSD` in inference mode sharing no variables with `model`.

@@ -2,8 +2,9 @@
 
 Sources: Liu et al. 2016 (SSD, table 1 and section 2.2) and the Caffe scripts
 `ssd_pascal.py`, `ssd_coco.py`, `ssd_pascal_512.py`, `ssd_coco_512.py` of the original release.
-SSD7 is the small from-scratch model of the Keras port, trained here on the synthetic shapes
-dataset (`scripts/make_shapes_dataset.py`), so its default classes are the shapes.
+`ssd300_res10_face` is OpenCV's face detector (`res10_300x300_ssd_iter_140000.caffemodel` and
+its `deploy.prototxt`). SSD7 is the small from-scratch model of the Keras port, trained here on
+the synthetic shapes dataset (`scripts/make_shapes_dataset.py`), so its classes are the shapes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ COCO_CLASSES = (
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "ring")
 
+FACE_CLASSES = ("face",)
+
 _AR_3 = (1.0, 2.0, 0.5)  # Caffe: aspect_ratio 2, flip true
 _AR_5 = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)  # Caffe: aspect_ratio 2 and 3, flip true
 
@@ -43,6 +46,7 @@ _CAFFE_VGG_INPUT = {
 
 _SSD300 = {
     "backbone": "vgg16",
+    "extra_layers": "ssd300",
     "image_size": (300, 300),
     "source_layers": ("conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2"),
     "aspect_ratios": (_AR_3, _AR_5, _AR_5, _AR_5, _AR_3, _AR_3),
@@ -57,6 +61,7 @@ _SSD300 = {
 
 _SSD512 = {
     "backbone": "vgg16",
+    "extra_layers": "ssd512",
     "image_size": (512, 512),
     "source_layers": (
         "conv4_3_norm",
@@ -105,6 +110,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_classes": 81,
         "class_names": COCO_CLASSES,
         "scales": (0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06),
+    },
+    # OpenCV's Caffe face detector (res10_300x300_ssd_iter_140000, its deploy.prototxt): the
+    # SSD300 anchors with a ResNet-10 trunk; input BGR minus (104, 177, 123) as in OpenCV's
+    # sample (the network's data_bn / data_scale normalise further).
+    "ssd300_res10_face": {
+        **_SSD300,
+        "name": "ssd300_res10_face",
+        "backbone": "res10",
+        "num_classes": len(FACE_CLASSES) + 1,
+        "class_names": FACE_CLASSES,
+        "scales": (0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05),
+        "pixel_mean": (123.0, 177.0, 104.0),
     },
     "ssd7": {
         "name": "ssd7",

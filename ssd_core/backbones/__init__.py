@@ -1,34 +1,104 @@
-"""Backbones: the feature extractors that produce SSD's predictor source layers."""
+"""Backbones: the feature extractors that produce SSD's predictor source layers.
+
+A backbone is one module (`vgg16.py`, `res10.py`, `ssd7.py`) that owns its Caffe-named layers,
+its predictor sources and its geometry, and exposes a `BACKBONE = Backbone(...)`; `REGISTRY`
+maps its name to that module. Adding a backbone is one module plus one registry entry.
+
+What is derived rather than written down twice:
+- feature-map sizes come from the layers' own output shapes (the backbone is built on a
+  symbolic input of the config's size), so they cannot drift from the network;
+- the layers a weight loader fills (`layer_names`, `base_layer_names`) are the weighted layers
+  of that same graph.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ssd_core.config import SSDConfig
+if TYPE_CHECKING:
+    from ssd_core.config import SSDConfig
+
+# Backbone name -> module defining `BACKBONE`. Imported lazily: configs validate names without
+# importing Keras.
+REGISTRY: dict[str, str] = {
+    "vgg16": "ssd_core.backbones.vgg16",
+    "res10": "ssd_core.backbones.res10",
+    "ssd7": "ssd_core.backbones.ssd7",
+}
+BACKBONE_NAMES = tuple(REGISTRY)
 
 
-def feature_map_sizes(config: SSDConfig) -> tuple[tuple[int, int], ...]:
-    """(height, width) of every predictor source layer, in `config.source_layers` order.
+@dataclass(frozen=True)
+class BackboneGraph:
+    """A backbone applied to symbolic images.
 
-    Derived from the layer arithmetic of the backbone, so anchors can be generated without
-    building the network; `tests/ssd_core/test_model.py` checks it against the built network.
+    Attributes:
+        features: predictor source name -> (B, H_k, W_k, C_k) feature map, every source of the
+            layout, in the layout's order.
+        base: the last tensor of the pretrained base network (what `--base-only` loads), e.g.
+            VGG-16's fc7; the layers after it are SSD's extra layers.
     """
-    height, width = config.image_size
-    if config.backbone == "vgg16":
-        ssd512 = uses_ssd512_extras(config)
-        sizes = _vgg16_sizes(height, ssd512), _vgg16_sizes(width, ssd512)
-    elif config.backbone == "ssd7":
-        sizes = _ssd7_sizes(height), _ssd7_sizes(width)
-    else:  # pragma: no cover - SSDConfig validates the backbone name
-        raise ValueError(f"unknown backbone {config.backbone!r}")
-    available = len(sizes[0])
-    if config.num_layers > available:
-        raise ValueError(
-            f"backbone {config.backbone!r} has {available} predictor layers, "
-            f"config asks for {config.num_layers}"
-        )
-    return tuple(zip(sizes[0][: config.num_layers], sizes[1][: config.num_layers], strict=True))
+
+    features: dict[str, Any]
+    base: Any
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One feature extractor.
+
+    Attributes:
+        name: the registry name (`SSDConfig.backbone`).
+        layouts: extra-layer layout name (`SSDConfig.extra_layers`) -> the predictor sources it
+            offers, in anchor order; the first layout is the default.
+        build_graph: `(images, layout) -> BackboneGraph`, images (B, H, W, 3) float32
+            normalised (the output of `ImageNormalization`).
+    """
+
+    name: str
+    layouts: Mapping[str, tuple[str, ...]]
+    build_graph: Callable[[Any, str], BackboneGraph]
+
+    @property
+    def default_layout(self) -> str:
+        return next(iter(self.layouts))
+
+    def layout(self, config: SSDConfig) -> str:
+        """The config's extra-layer layout (its default when unset), checked."""
+        layout = config.extra_layers or self.default_layout
+        if layout not in self.layouts:
+            raise ValueError(
+                f"backbone {self.name!r} has extra_layers {sorted(self.layouts)}, "
+                f"got {config.extra_layers!r}"
+            )
+        return layout
+
+    def check_sources(self, config: SSDConfig) -> None:
+        """Raise ValueError unless `config.source_layers` is a prefix of the layout's sources."""
+        layout = self.layout(config)
+        offered = self.layouts[layout]
+        if not config.source_layers or offered[: config.num_layers] != config.source_layers:
+            raise ValueError(
+                f"backbone {self.name!r} (extra_layers {layout!r}) needs source_layers "
+                f"{offered} or a prefix of them, got {config.source_layers}"
+            )
+
+    def build(self, config: SSDConfig, images: Any) -> dict[str, Any]:
+        """`{source: (B, H_k, W_k, C_k)}` for `config.source_layers`, on symbolic `images`."""
+        self.check_sources(config)
+        graph = self.build_graph(images, self.layout(config))
+        return {name: graph.features[name] for name in config.source_layers}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone `name`."""
+    if name not in REGISTRY:
+        raise ValueError(f"backbone must be one of {BACKBONE_NAMES}, got {name!r}")
+    return importlib.import_module(REGISTRY[name]).BACKBONE
 
 
 def build_backbone(config: SSDConfig, images: Any) -> dict[str, Any]:
@@ -41,57 +111,55 @@ def build_backbone(config: SSDConfig, images: Any) -> dict[str, Any]:
     Returns:
         `{source_layer_name: (B, H_k, W_k, C_k) feature map}` in `config.source_layers` order.
     """
-    # Imported here so that anchor generation does not import Keras.
-    if config.backbone == "vgg16":
-        from ssd_core.backbones.vgg16 import build_vgg16_ssd_features
-
-        return build_vgg16_ssd_features(config, images)
-    if config.backbone == "ssd7":
-        from ssd_core.backbones.ssd7 import build_ssd7_features
-
-        return build_ssd7_features(config, images)
-    raise ValueError(f"unknown backbone {config.backbone!r}")  # pragma: no cover
+    return get_backbone(config.backbone).build(config, images)
 
 
-def uses_ssd512_extras(config: SSDConfig) -> bool:
-    """SSD512's extra layers (seven sources, conv10_2) rather than SSD300's (six sources)."""
-    return config.backbone == "vgg16" and config.num_layers == 7
+def feature_map_sizes(config: SSDConfig) -> tuple[tuple[int, int], ...]:
+    """(height, width) of every predictor source layer, in `config.source_layers` order.
+
+    Read from the output shapes of the backbone's own layers on a symbolic input of
+    `config.image_size` (computed once per backbone, layout and size).
+    """
+    backbone = get_backbone(config.backbone)
+    backbone.check_sources(config)
+    sizes = _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).sizes
+    return tuple(sizes[name] for name in config.source_layers)
 
 
-def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - kernel) // stride + 1
+def layer_names(config: SSDConfig) -> tuple[str, ...]:
+    """Names of the backbone's weighted layers (base and extra layers), in graph order."""
+    backbone = get_backbone(config.backbone)
+    return _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).layers
 
 
-def _vgg16_sizes(size: int, ssd512: bool) -> list[int]:
-    """conv4_3, fc7, conv6_2, conv7_2, conv8_2, conv9_2, conv10_2 sizes along one axis."""
-    for _ in range(3):  # pool1..pool3: 2x2 stride 2, Caffe ceil mode
-        size = math.ceil(size / 2)
-    sizes = [size]  # conv4_3
-    size = math.ceil(size / 2)  # pool4
-    sizes.append(size)  # fc7 (pool5 is 3x3 stride 1 pad 1)
-    size = _conv_out(size, 3, 2, 1)
-    sizes.append(size)  # conv6_2: 3x3 stride 2 pad 1
-    size = _conv_out(size, 3, 2, 1)
-    sizes.append(size)  # conv7_2: 3x3 stride 2 pad 1
-    if ssd512:  # SSD512 layout: conv8_2, conv9_2 stride 2 pad 1, conv10_2 4x4 pad 1
-        size = _conv_out(size, 3, 2, 1)
-        sizes.append(size)
-        size = _conv_out(size, 3, 2, 1)
-        sizes.append(size)
-        sizes.append(_conv_out(size, 4, 1, 1))
-    else:  # SSD300 layout: conv8_2, conv9_2 3x3 stride 1 pad 0
-        size = _conv_out(size, 3, 1, 0)
-        sizes.append(size)
-        sizes.append(_conv_out(size, 3, 1, 0))
-    return sizes
+def base_layer_names(config: SSDConfig) -> tuple[str, ...]:
+    """Names of the weighted layers of the pretrained base network (VGG-16: conv1_1 .. fc7)."""
+    backbone = get_backbone(config.backbone)
+    return _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).base
 
 
-def _ssd7_sizes(size: int) -> list[int]:
-    """conv4..conv7 sizes along one axis: 'same' convs, 2x2 'valid' max pools in between."""
-    for _ in range(3):  # pool1..pool3
-        size //= 2
-    sizes = [size]
-    for _ in range(3):  # pool4..pool6
-        size //= 2
-        sizes.append(size)
-    return sizes
+@dataclass(frozen=True)
+class _Geometry:
+    sizes: dict[str, tuple[int, int]]
+    layers: tuple[str, ...]
+    base: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _symbolic_geometry(name: str, layout: str, image_size: tuple[int, int]) -> _Geometry:
+    """Build the backbone once on a symbolic (1, H, W, 3) input and read what it made."""
+    import keras  # here so that configs and the registry do not import Keras
+
+    images = keras.Input(shape=(*image_size, 3), batch_size=1)
+    graph = get_backbone(name).build_graph(images, layout)
+    sizes = {
+        source: (int(tensor.shape[1]), int(tensor.shape[2]))
+        for source, tensor in graph.features.items()
+    }
+    everything = keras.Model(images, list(graph.features.values()))
+    base = keras.Model(images, graph.base)
+    return _Geometry(
+        sizes=sizes,
+        layers=tuple(layer.name for layer in everything.layers if layer.weights),
+        base=tuple(layer.name for layer in base.layers if layer.weights),
+    )

@@ -10,34 +10,20 @@ from typing import Any
 
 from keras import layers
 
-from ssd_core.config import SSDConfig
+from ssd_core.backbones import Backbone, BackboneGraph
 
 # (kernel size, channels) of conv1..conv7.
 SSD7_CONVS = ((5, 32), (3, 48), (3, 64), (3, 64), (3, 48), (3, 48), (3, 32))
 SSD7_SOURCES = ("conv4", "conv5", "conv6", "conv7")
 
 
-def build_ssd7_features(config: SSDConfig, images: Any) -> dict[str, Any]:
-    """The predictor source feature maps of SSD7.
-
-    Args:
-        config: a `backbone="ssd7"` config whose `source_layers` are a prefix of
-            conv4, conv5, conv6, conv7.
-        images: (B, H, W, 3) float32 normalised images.
+def build_ssd7_graph(images: Any, layout: str) -> BackboneGraph:
+    """SSD7 on `images` (B, H, W, 3) float32 normalised; one layout, `"ssd7"`.
 
     Returns:
-        `{source_layer_name: (B, H_k, W_k, C_k) feature map}` in `config.source_layers` order;
-        for a 300x480 input: 37x60, 18x30, 9x15, 4x7.
-
-    Raises:
-        ValueError: if `config.source_layers` is not a prefix of the SSD7 sources.
+        The source feature maps conv4..conv7 (for a 300x480 input: 37x60, 18x30, 9x15, 4x7);
+        SSD7 trains from scratch, so its "base" is the whole network.
     """
-    expected = SSD7_SOURCES[: config.num_layers]
-    if tuple(config.source_layers) != expected:
-        raise ValueError(
-            f"ssd7 backbone with {config.num_layers} sources needs source_layers {expected}, "
-            f"got {config.source_layers}"
-        )
     features = {}
     x = images
     for index, (kernel, channels) in enumerate(SSD7_CONVS, start=1):
@@ -47,4 +33,7 @@ def build_ssd7_features(config: SSDConfig, images: Any) -> dict[str, Any]:
         x = layers.BatchNormalization(momentum=0.99, name=f"bn{index}")(x)
         x = layers.ELU(name=f"elu{index}")(x)
         features[f"conv{index}"] = x
-    return {name: features[name] for name in config.source_layers}
+    return BackboneGraph(features={name: features[name] for name in SSD7_SOURCES}, base=x)
+
+
+BACKBONE = Backbone(name="ssd7", layouts={"ssd7": SSD7_SOURCES}, build_graph=build_ssd7_graph)

@@ -9,13 +9,12 @@ Every loader checks every layer and shape before it writes anything and raises
 `WeightFileError` naming the layer, the expected and the found shape.
 """
 
-from ssd_core.weights.assign import VGG16_BASE_LAYERS, WeightFileError
+from ssd_core.weights.assign import WeightFileError
 from ssd_core.weights.caffe import load_caffe_weights, read_caffemodel, write_caffemodel
 from ssd_core.weights.ssd_keras import load_ssd_keras_weights, read_ssd_keras_h5
 from ssd_core.weights.subsample import subsample_classes
 
 __all__ = [
-    "VGG16_BASE_LAYERS",
     "WeightFileError",
     "load_caffe_weights",
     "load_ssd_keras_weights",

@@ -13,19 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import keras
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from ssd_core.backbones import base_layer_names
 
-# The VGG-16 "fc-reduced" base (VGG_ILSVRC_16_layers_fc_reduced): the layers
-# `--base-only` loads; fc6 is the 3x3 dilated conv and fc7 the 1x1 conv that replace the
-# fully connected layers.
-VGG16_BASE_LAYERS = (
-    "conv1_1", "conv1_2",
-    "conv2_1", "conv2_2",
-    "conv3_1", "conv3_2", "conv3_3",
-    "conv4_1", "conv4_2", "conv4_3",
-    "conv5_1", "conv5_2", "conv5_3",
-    "fc6", "fc7",
-)  # fmt: skip
+logger = logging.getLogger(__name__)
 
 
 class WeightFileError(ValueError):
@@ -38,20 +28,25 @@ def weighted_layer_names(model: keras.Model) -> list[str]:
 
 
 def layers_to_load(model: keras.Model, base_only: bool) -> list[str]:
-    """The layers a converter must fill: all weighted layers, or the VGG-16 base only.
+    """The layers a converter must fill: all weighted layers, or the backbone's base network.
+
+    The base is what the backbone reports (`ssd_core.backbones.base_layer_names`), e.g.
+    VGG-16's conv1_1 .. fc7 ("fc-reduced": fc6 the 3x3 dilated conv, fc7 the 1x1 conv).
 
     Raises:
-        WeightFileError: `base_only` on a model without the VGG-16 base layers.
+        WeightFileError: `base_only` on a model without its backbone's base layers.
     """
     names = weighted_layer_names(model)
     if not base_only:
         return names
-    missing = [name for name in VGG16_BASE_LAYERS if name not in names]
+    base = list(base_layer_names(model.ssd_config))
+    missing = [name for name in base if name not in names]
     if missing:
         raise WeightFileError(
-            f"base-only loading needs the VGG-16 base layers; model {model.name!r} lacks {missing}"
+            f"base-only loading needs the {model.ssd_config.backbone} base layers; "
+            f"model {model.name!r} lacks {missing}"
         )
-    return list(VGG16_BASE_LAYERS)
+    return base
 
 
 def check_layer_present(name: str, available: Iterable[str], source: str) -> None:

@@ -1,14 +1,18 @@
 """Caffe `.caffemodel` weights: read and write the binary file, load it into our Keras model.
 
 The file is a serialised `NetParameter` (our minimal `caffe.proto`, no Caffe install needed).
-Layers are matched by their Caffe names, which our network keeps (`conv1_1` ... `fc7`,
-`conv6_1` ..., `conv4_3_norm`, `<source>_mbox_loc`, `<source>_mbox_conf`).
+Layers are matched by their Caffe names, which our networks keep (VGG-16: `conv1_1` ... `fc7`,
+`conv6_1` ...; ResNet-10: `data_bn`, `layer_64_1_conv1_h` ...; `conv4_3_norm`,
+`<source>_mbox_loc`, `<source>_mbox_conf`).
 
 Blob layouts:
 - Convolution: blob 0 the kernel (out, in, kh, kw), blob 1 the bias (out,). Keras wants the
   kernel as (kh, kw, in, out). Caffe's conv1_1 reads BGR; our graph swaps RGB to BGR before
   conv1_1, so the kernel's input channels are used as they are.
 - Normalize (`conv4_3_norm`): blob 0, the per-channel scale (C,).
+- BatchNorm: mean * f, variance * f, and the moving-average factor f (1,); the Keras
+  BatchNormalization (no gamma/beta, Caffe's eps 1e-5) gets mean and variance.
+- Scale (after every BatchNorm): gamma (C,), beta (C,), as the `ChannelScale` layer holds them.
 Files written before `BlobShape` existed store 4-D (num, channels, height, width) shapes,
 e.g. a bias as (1, 1, 1, out); those are accepted when they hold the same non-unit dimensions.
 """
@@ -120,6 +124,9 @@ def caffe_weights_for_model(
     for name in layer_names:
         assign.check_layer_present(name, blobs, source)
         keras_shapes = assign.expected_shapes(model, name)
+        if isinstance(model.get_layer(name), keras.layers.BatchNormalization):
+            converted[name] = _batch_norm_statistics(name, blobs[name], keras_shapes, source)
+            continue
         assign.check_weight_count(name, len(keras_shapes), len(blobs[name]), source)
         arrays = []
         for index, (shape, blob) in enumerate(zip(keras_shapes, blobs[name], strict=True)):
@@ -131,13 +138,43 @@ def caffe_weights_for_model(
     return converted
 
 
+def _batch_norm_statistics(
+    name: str, blobs: Sequence[np.ndarray], keras_shapes: Sequence[tuple[int, ...]], source: str
+) -> list[np.ndarray]:
+    """Caffe `BatchNorm` blobs -> Keras `[moving_mean, moving_variance]`.
+
+    Caffe stores the running sums: blob 0 is mean * f, blob 1 variance * f, blob 2 the single
+    moving-average factor f; the statistics are blob / f (0 when f is 0, as `batch_norm_layer.cpp`
+    does). The Keras layer must have no affine part (the Caffe `Scale` layer that follows holds
+    gamma and beta).
+    """
+    if len(keras_shapes) != 2:
+        raise assign.WeightFileError(
+            f"{source}: layer {name!r} is a Keras BatchNormalization with gamma/beta; a Caffe "
+            "BatchNorm needs center=False, scale=False and a following Scale layer"
+        )
+    assign.check_weight_count(name, 3, len(blobs), source)
+    mean, variance, factor = blobs
+    mean = _fit_legacy_shape(mean, keras_shapes[0])
+    variance = _fit_legacy_shape(variance, keras_shapes[1])
+    assign.check_shape(name, 0, keras_shapes[0], mean.shape, source)
+    assign.check_shape(name, 1, keras_shapes[1], variance.shape, source)
+    assign.check_shape(name, 2, (1,), _fit_legacy_shape(factor, (1,)).shape, source)
+    scale = 0.0 if float(factor.ravel()[0]) == 0.0 else 1.0 / float(factor.ravel()[0])
+    return [
+        (mean.astype(np.float64) * scale).astype(np.float32),
+        (variance.astype(np.float64) * scale).astype(np.float32),
+    ]
+
+
 def load_caffe_weights(model: keras.Model, path: str | Path, base_only: bool = False) -> None:
     """Load a `.caffemodel` into `model` in place, by Caffe layer name.
 
     Args:
         model: a model from `ssd_core.build_model` (either mode).
         path: the `.caffemodel` (a full SSD model, or the VGG-16 fc-reduced base).
-        base_only: load only conv1_1 ... fc7 and keep every other layer as initialised.
+        base_only: load only the backbone's base network (VGG-16: conv1_1 ... fc7) and keep
+            every other layer as initialised.
 
     Raises:
         WeightFileError: a layer the model needs is missing or mis-shaped in the file.

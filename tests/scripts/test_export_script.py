@@ -73,3 +73,17 @@ def test_a_missing_model_is_one_error_naming_it(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="export"):
         assert run(*argv) == 2
     assert f"{tmp_path / 'nope.keras'}: no such file (expected a .keras model)" in caplog.text
+
+
+def _overrides(*argv: str) -> dict:
+    spec = importlib.util.spec_from_file_location("export_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = ["--model", "m.keras", "--format", "savedmodel", "--out", "out"]
+    return module.decoder_overrides(module.build_parser().parse_args([*base, *argv]))
+
+
+def test_clip_is_a_decoder_override_left_to_the_model_unless_given():
+    assert "clip" not in _overrides()
+    assert _overrides("--no-clip") == {"clip": False}
+    assert _overrides("--clip", "--top-k", "50") == {"clip": True, "top_k": 50}

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from ssd_core.layers import ImageNormalization, L2Normalization
+from ssd_core.layers import ChannelScale, ImageNormalization, L2Normalization
 
 
 def _numpy_l2_normalise(x: np.ndarray, scale: np.ndarray, epsilon: float) -> np.ndarray:
@@ -91,3 +91,21 @@ def test_image_normalization_config_round_trip_keeps_non_default_values():
 def test_image_normalization_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ImageNormalization(**kwargs)
+
+
+def test_channel_scale_multiplies_and_shifts_every_channel():
+    layer = ChannelScale()
+    x = np.random.default_rng(3).normal(size=(2, 4, 5, 3)).astype(np.float32)
+    layer.build(x.shape)
+    layer.set_weights([np.array([2.0, -1.0, 0.5], np.float32), np.array([1.0, 0.0, -3.0])])
+    expected = x * np.array([2.0, -1.0, 0.5]) + np.array([1.0, 0.0, -3.0])
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_channel_scale_config_round_trip_keeps_non_default_values():
+    layer = ChannelScale(gamma_init=2.5, beta_init=-0.5, name="data_scale")
+    clone = ChannelScale.from_config(layer.get_config())
+    assert (clone.gamma_init, clone.beta_init, clone.name) == (2.5, -0.5, "data_scale")
+    clone.build((None, 4))
+    np.testing.assert_array_equal(clone.gamma.numpy(), 2.5)
+    np.testing.assert_array_equal(clone.beta.numpy(), -0.5)

@@ -381,7 +381,7 @@ def test_inference_output_is_the_decoder_applied_to_training_output(tiny_ssd7):
 
 
 def test_to_inference_keeps_the_decoder_options_it_is_not_given(tiny_ssd7):
-    first = to_inference(tiny_ssd7, decoder="fast", iou_threshold=0.3, top_k=20)
+    first = to_inference(tiny_ssd7, decoder="fast", iou_threshold=0.3, top_k=20, clip=False)
     second = to_inference(first, max_detections=5)
     assert second.mode == "inference"
     assert second.decoder == "fast"
@@ -390,7 +390,24 @@ def test_to_inference_keeps_the_decoder_options_it_is_not_given(tiny_ssd7):
         "iou_threshold": 0.3,
         "top_k": 20,
         "max_detections": 5,
+        "clip": False,
     }
+    assert second.get_layer("detection_decoder").clip is False
+
+
+def test_clip_false_keeps_boxes_that_leave_the_image(tiny_ssd7):
+    # Large regression biases push every decoded box past the image border.
+    model = build_model(TINY_SSD7)
+    model.set_weights(tiny_ssd7.get_weights())
+    for source in TINY_SSD7.source_layers:
+        loc = model.get_layer(f"{source}_mbox_loc")
+        kernel, bias = loc.get_weights()
+        loc.set_weights([np.zeros_like(kernel), np.tile([0.0, 0.0, 10.0, 10.0], len(bias) // 4)])
+    images = _images(TINY_SSD7, 1, seed=5)
+    clipped = to_inference(model, max_detections=20)(images)["boxes"].numpy()
+    unclipped = to_inference(model, max_detections=20, clip=False)(images)["boxes"].numpy()
+    assert clipped.min() >= 0.0 and clipped.max() <= 1.0
+    assert unclipped.min() < -1.0 and unclipped.max() > 2.0
 
 
 def test_inference_model_round_trips_through_a_keras_file(tiny_ssd7, tmp_path):

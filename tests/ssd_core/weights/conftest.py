@@ -22,6 +22,13 @@ from ssd_core.weights import load_caffe_weights, load_ssd_keras_weights, write_c
 # Caffe's VGG-16 input: BGR channel order, ImageNet mean (B, G, R) = (104, 117, 123).
 CAFFE_MEAN_BGR = np.array([104.0, 117.0, 123.0])
 
+# The layers of the VGG-16 "fc-reduced" base (VGG_ILSVRC_16_layers_fc_reduced.caffemodel),
+# what base-only loading fills.
+VGG16_BASE_LAYERS = (
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+    "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7",
+)  # fmt: skip
+
 # Blob shapes of the released SSD300 VOC model, (out, in, kh, kw): 4 boxes x 21 classes.
 KNOWN_CAFFE_SHAPES = {
     "conv1_1": [(64, 3, 3, 3), (64,)],

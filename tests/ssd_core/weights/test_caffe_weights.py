@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_core import build_model
+from ssd_core import SSDConfig, build_model
 from ssd_core.weights import (
-    VGG16_BASE_LAYERS,
     WeightFileError,
     load_caffe_weights,
     read_caffemodel,
     write_caffemodel,
 )
-from ssd_core.weights.caffe import caffe_to_keras, caffe_weights_for_model
+from ssd_core.weights.caffe import caffe_to_keras, caffe_weights_for_model, keras_shape_to_caffe
 from ssd_core.weights.caffe_pb2 import NetParameter
+from tests.ssd_core.weights.conftest import VGG16_BASE_LAYERS
 
 # --- file format ------------------------------------------------------------------------------
 
@@ -147,3 +147,72 @@ def test_base_only_loads_vgg_layers_and_keeps_the_rest(
     np.testing.assert_array_equal(fc6_kernel, base["fc6"][0].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(model.get_layer("conv6_1").get_weights()[0], conv6_1_before)
     np.testing.assert_array_equal(model.get_layer("conv4_3_norm").get_weights()[0], 20.0)
+
+
+# --- BatchNorm / Scale (the ResNet-10 face detector) --------------------------------------------
+
+
+def _res10_blobs(rng: np.random.Generator, factor: float) -> dict[str, list[np.ndarray]]:
+    """Random Caffe blobs for every weighted layer of the res10 face model; every BatchNorm
+    stores its running sums scaled by `factor`, as Caffe does."""
+    model = build_model(SSDConfig.preset("ssd300_res10_face"))
+    blobs = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.__class__.__name__ == "BatchNormalization":
+            channels = layer.weights[0].shape[0]
+            mean = rng.normal(size=channels).astype(np.float32)
+            variance = rng.uniform(0.5, 2.0, size=channels).astype(np.float32)
+            blobs[layer.name] = [mean * factor, variance * factor, np.array([factor], np.float32)]
+        else:
+            blobs[layer.name] = [
+                rng.normal(size=keras_shape_to_caffe(w.shape)).astype(np.float32)
+                for w in layer.weights
+            ]
+    return blobs
+
+
+def test_batch_norm_blobs_are_divided_by_the_moving_average_factor(tmp_path):
+    blobs = _res10_blobs(np.random.default_rng(5), factor=999.98236)
+    path = tmp_path / "res10.caffemodel"
+    write_caffemodel(path, blobs)
+    model = build_model(SSDConfig.preset("ssd300_res10_face"))
+    load_caffe_weights(model, path)
+    mean, variance = model.get_layer("layer_256_1_bn1").get_weights()
+    sum_mean, sum_variance, factor = blobs["layer_256_1_bn1"]
+    np.testing.assert_allclose(mean, sum_mean / factor[0], rtol=1e-6)
+    np.testing.assert_allclose(variance, sum_variance / factor[0], rtol=1e-6)
+    gamma, beta = model.get_layer("layer_256_1_scale1").get_weights()
+    np.testing.assert_array_equal(gamma, blobs["layer_256_1_scale1"][0])
+    np.testing.assert_array_equal(beta, blobs["layer_256_1_scale1"][1])
+    assert model.get_layer("data_bn").epsilon == 1e-5  # Caffe's BatchNorm default
+
+
+def test_batch_norm_with_a_zero_factor_gives_zero_statistics(tmp_path):
+    blobs = _res10_blobs(np.random.default_rng(6), factor=0.0)
+    path = tmp_path / "res10.caffemodel"
+    write_caffemodel(path, blobs)
+    model = build_model(SSDConfig.preset("ssd300_res10_face"))
+    load_caffe_weights(model, path)
+    np.testing.assert_array_equal(model.get_layer("data_bn").get_weights()[0], 0.0)
+
+
+def test_batch_norm_without_its_factor_blob_is_refused_by_name(tmp_path):
+    blobs = _res10_blobs(np.random.default_rng(7), factor=1.0)
+    blobs["conv1_bn_h"] = blobs["conv1_bn_h"][:2]
+    path = tmp_path / "res10.caffemodel"
+    write_caffemodel(path, blobs)
+    model = build_model(SSDConfig.preset("ssd300_res10_face"))
+    with pytest.raises(WeightFileError, match=r"'conv1_bn_h': expected 3 weight arrays, found 2"):
+        load_caffe_weights(model, path)
+
+
+def test_scale_of_another_channel_count_is_refused_with_both_shapes(tmp_path):
+    blobs = _res10_blobs(np.random.default_rng(8), factor=1.0)
+    blobs["data_scale"] = [np.ones(4, np.float32), np.zeros(4, np.float32)]
+    path = tmp_path / "res10.caffemodel"
+    write_caffemodel(path, blobs)
+    model = build_model(SSDConfig.preset("ssd300_res10_face"))
+    with pytest.raises(WeightFileError, match=r"'data_scale' weight 0: expected shape \(3,\)"):
+        load_caffe_weights(model, path)

@@ -13,12 +13,15 @@ import pytest
 
 from ssd_core import build_model
 from ssd_core.weights import (
-    VGG16_BASE_LAYERS,
     WeightFileError,
     load_ssd_keras_weights,
     read_ssd_keras_h5,
 )
-from tests.ssd_core.weights.conftest import write_keras2_h5, write_keras2_weights
+from tests.ssd_core.weights.conftest import (
+    VGG16_BASE_LAYERS,
+    write_keras2_h5,
+    write_keras2_weights,
+)
 
 # --- file layout ------------------------------------------------------------------------------
 
