@@ -1,6 +1,7 @@
 """Turn encoded image bytes into the model's input: RGB uint8 at the model's input size.
 
-Accepts JPEG, PNG, BMP and WebP. Applies the EXIF orientation, converts grayscale, palette,
+Accepts JPEG, PNG, BMP and WebP. Applies the EXIF orientation (JPEG APP1, a PNG eXIf chunk
+before or after the image data, a WebP EXIF chunk), converts grayscale, palette,
 RGBA (alpha dropped) and 16-bit images to 8-bit RGB, and refuses oversized data: the byte
 limit before parsing, the pixel limit on the *declared* dimensions before decoding, so a
 decompression bomb never allocates its pixels. Runs in a worker pool (Pillow and OpenCV

@@ -82,6 +82,19 @@ def test_detect_applies_exif_orientation(service):
     assert_box(payload["detections"][0]["box"], (192 - 100, 20, 192 - 40, 80), tol=4.0)
 
 
+def test_detect_applies_png_exif_chunk_orientation(service):
+    from tests.service.test_images import png_with_exif_chunk, tiff_orientation
+
+    stored = rectangle_image((20, 40, 80, 100), "red", size=(192, 128))
+    body = png_with_exif_chunk(stored, tiff_orientation(6, "MM"), before_idat=False)
+    response = httpx.post(
+        f"{service.http_url}/detect", content=body, headers={"content-type": "image/png"}
+    )
+    payload = response.json()
+    assert (payload["width"], payload["height"]) == (192, 128)
+    assert_box(payload["detections"][0]["box"], (192 - 100, 20, 192 - 40, 80), tol=0.5)
+
+
 def test_detect_score_threshold_query_returns_lower_scores_sorted(service):
     body = encode(rectangle_image(BOX))
     response = httpx.post(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -62,6 +64,41 @@ def test_exif_orientation_6_rotates_clockwise():
     data = save(Image.fromarray(RGB), "WEBP", lossless=True, exif=exif.tobytes())
     decoded = decode_image(data, **LIMITS)
     np.testing.assert_array_equal(decoded, np.rot90(RGB, k=-1))
+
+
+def tiff_orientation(value: int, byte_order: str) -> bytes:
+    """A minimal TIFF/EXIF block, one IFD entry: Orientation (0x0112, SHORT) = `value`."""
+    if byte_order == "II":  # little-endian
+        return (
+            b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, value, 0)
+        ) + b"\0\0\0\0"
+    return (
+        b"MM\0*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, value, 0)
+    ) + b"\0\0\0\0"
+
+
+def png_with_exif_chunk(image: np.ndarray, exif: bytes, *, before_idat: bool) -> bytes:
+    """A PNG carrying `exif` in an eXIf chunk (PNG 1.5 / PNG third edition), placed before the
+    image data or after it (both are allowed; some writers put metadata last)."""
+    data = save(Image.fromarray(image), "PNG")
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    at = data.index(b"IDAT") - 4 if before_idat else data.rindex(b"IEND") - 4
+    return data[:at] + chunk + data[at:]
+
+
+@pytest.mark.parametrize("byte_order", ["II", "MM"])
+@pytest.mark.parametrize("before_idat", [True, False])
+def test_png_exif_chunk_orientation_6_rotates_like_jpeg(byte_order, before_idat):
+    data = png_with_exif_chunk(RGB, tiff_orientation(6, byte_order), before_idat=before_idat)
+    np.testing.assert_array_equal(decode_image(data, **LIMITS), np.rot90(RGB, k=-1))
+
+
+@pytest.mark.parametrize(("orientation", "turns"), [(3, 2), (6, -1), (8, 1)])
+def test_webp_exif_orientation_rotates_like_jpeg(orientation, turns):
+    exif = tiff_orientation(orientation, "II")
+    data = save(Image.fromarray(RGB), "WEBP", lossless=True, exif=exif)
+    np.testing.assert_array_equal(decode_image(data, **LIMITS), np.rot90(RGB, k=turns))
 
 
 def test_prepare_resizes_to_the_input_size_and_keeps_the_original_size():
