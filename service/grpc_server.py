@@ -45,6 +45,7 @@ SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name  #
 # Calls beyond SSD_GRPC_MAX_IN_FLIGHT that gRPC itself still accepts: health checks and
 # reflection, and detection calls that the servicer then refuses cheaply.
 _SPARE_RPCS = 64
+_HANDSHAKE_TIMEOUT_MS = 10_000
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
@@ -169,6 +170,9 @@ def build_server(
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_message_bytes(settings.max_image_bytes)),
             ("grpc.max_allowed_incoming_connections", settings.grpc_max_connections),
+            # A connection that never completes the HTTP/2 handshake gives its slot back after
+            # this (grpc's default is 120 s), like an HTTP connection that never sends headers.
+            ("grpc.server_handshake_timeout_ms", _HANDSHAKE_TIMEOUT_MS),
             ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
         ],
         maximum_concurrent_rpcs=settings.grpc_max_in_flight + _SPARE_RPCS,

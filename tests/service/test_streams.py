@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service._generated import detector_pb2, detector_pb2_grpc
 from service.errors import InvalidImageError, ServiceError
@@ -335,3 +336,35 @@ def test_calls_beyond_the_in_flight_limit_are_refused_at_once(gated_service, gat
         assert all(len(f.result().detections) == 1 for f in held)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "too many calls in flight (2)" in raised.value.details()
+
+
+def test_connections_beyond_the_limit_are_closed_and_a_slot_frees_when_one_leaves(
+    oracle_detector,
+):
+    harness = start_service(oracle_detector, grpc_max_connections=2)
+    try:
+        channels = [
+            grpc.insecure_channel(
+                harness.grpc_target, options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            for _ in range(3)
+        ]
+        stubs = [health_pb2_grpc.HealthStub(channel) for channel in channels]
+        request = health_pb2.HealthCheckRequest()
+        assert [s.Check(request, timeout=5).status for s in stubs[:2]] == [1, 1]  # SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            stubs[2].Check(request, timeout=2)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        channels[0].close()
+        wait_until(lambda: _serving(stubs[2], request))
+    finally:
+        for channel in channels:
+            channel.close()
+        harness.stop()
+
+
+def _serving(stub, request) -> bool:
+    try:
+        return stub.Check(request, timeout=1).status == 1
+    except grpc.RpcError:
+        return False
