@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI): `POST /detect`, `/healthz`, `/readyz`, `/model`, `/metrics`, `/docs`.
+"""The HTTP API (FastAPI): `POST /detect`, `/healthz`, `/readyz`, `/model`, `/metrics`, `/docs`,
+and the browser demo page at `/` (`service.demo_page`).
 
 `create_app(settings, runtime=None)` builds the app. Given a `Runtime` (as `service.__main__`
 does, to share it with gRPC) the app serves it; without one the app's lifespan creates,
@@ -22,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from service.demo_page import mount_demo
 from service.errors import (
     ClientGoneError,
     ImageTooLargeError,
@@ -32,6 +34,7 @@ from service.errors import (
 )
 from service.metrics import CONTENT_TYPE
 from service.params import split_class_list
+from service.render import RENDER_TYPES, render_detections, response_type
 from service.runtime import DetectParams, DetectResult, Runtime
 from service.settings import Settings
 
@@ -128,11 +131,23 @@ detect_router = APIRouter(tags=["detection"])
 ops_router = APIRouter(tags=["operations"])
 
 
+_DETECT_IMAGES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Detections as JSON, or (render) the image with the boxes drawn.",
+        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in RENDER_TYPES},
+    }
+}
+
+
 @detect_router.post(
-    "/detect", response_model=DetectResponse, responses=_DETECT_ERRORS, openapi_extra=_DETECT_BODY
+    "/detect",
+    response_model=DetectResponse,
+    responses={**_DETECT_IMAGES, **_DETECT_ERRORS},
+    openapi_extra=_DETECT_BODY,
 )
 async def detect(
     request: Request,
+    response: Response,
     runtime: RuntimeDep,
     score_threshold: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="Minimum score, 0..1.")
@@ -141,7 +156,14 @@ async def detect(
     classes: Annotated[
         str | None, Query(description="Comma-separated class names or label ids to keep.")
     ] = None,
-) -> DetectResponse | JSONResponse:
+    render: Annotated[
+        bool | None,
+        Query(
+            description="true: answer with the image, boxes drawn (PNG or JPEG by Accept, else "
+            "the upload's format); false: JSON; unset: Accept decides, JSON by default."
+        ),
+    ] = None,
+) -> DetectResponse | Response:
     """Detect objects in one image, sent as multipart field `image` or as an `image/*` body."""
     started = time.perf_counter()
     try:
@@ -154,9 +176,19 @@ async def detect(
             data = await _read_image(request, runtime.settings.max_image_bytes)
         except ClientDisconnect:
             raise ClientGoneError("client disconnected while sending the request") from None
+        media_type = response_type(render, request.headers.get("accept"), data)
+        # A rendering request keeps its upload to draw on; others leave it to the runtime only.
+        upload = data if media_type is not None else None
         work = runtime.detect(data, params)
         del data  # only the runtime holds the body now, and drops it once the image is decoded
         result = await _cancel_on_disconnect(request, work)
+        image = None
+        if upload is not None and media_type is not None:
+            settings = runtime.settings
+            image = await asyncio.to_thread(
+                render_detections, upload, result.detections, media_type,
+                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+            )  # fmt: skip
     except ClientGoneError as error:
         # Nobody reads this answer; counted (499) and summarised once per second, no traceback.
         runtime.metrics.observe_request("http", "499", time.perf_counter() - started)
@@ -167,7 +199,13 @@ async def detect(
             "http", str(error.http_status), time.perf_counter() - started
         )
         return error_response(error)
-    runtime.metrics.observe_request("http", "200", time.perf_counter() - started)
+    elapsed_s = time.perf_counter() - started
+    runtime.metrics.observe_request("http", "200", elapsed_s)
+    # The W3C Server-Timing header: the demo page shows it, browsers' dev tools chart it.
+    timing = {"Server-Timing": f"detect;dur={elapsed_s * 1000:.1f}"}
+    if image is not None and media_type is not None:
+        return Response(image, media_type=media_type, headers={**timing, **_model_headers(result)})
+    response.headers.update(timing)
     return _to_response(result)
 
 
@@ -233,6 +271,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.state.runtime = runtime
     app.include_router(detect_router)
     app.include_router(ops_router)
+    mount_demo(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -345,6 +384,15 @@ async def _wait_for_disconnect(request: Request) -> None:
     receive: Callable[[], Awaitable[dict[str, Any]]] = request.receive
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _model_headers(result: DetectResult) -> dict[str, str]:
+    """What an image answer cannot carry in its body."""
+    return {
+        "X-Model-Name": result.model_name,
+        "X-Model-Version": result.model_version,
+        "X-Detection-Count": str(len(result.detections)),
+    }
 
 
 def _to_response(result: DetectResult) -> DetectResponse:
