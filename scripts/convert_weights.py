@@ -7,6 +7,9 @@ Examples:
     # The ssd_keras port of the COCO model, keeping only two classes for fine-tuning
     python scripts/convert_weights.py --from ssd_keras VGG_coco_SSD_300x300_iter_400000.h5 \\
         --preset ssd300_coco --keep-classes car,person --out models/ssd300_car_person.keras
+    # OpenCV's face detector: config, anchors and decoder read from its deploy.prototxt
+    python scripts/convert_weights.py --from caffe res10_300x300_ssd_iter_140000.caffemodel \\
+        --prototxt deploy.prototxt --out models/ssd300_res10_face.keras
     # The ImageNet VGG-16 fc-reduced base, for `scripts/train.py --weights`
     python scripts/convert_weights.py --from caffe VGG_ILSVRC_16_layers_fc_reduced.caffemodel \\
         --base-only --preset ssd300_voc --out models/vgg16_base_ssd300_voc.keras
@@ -58,11 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--preset", help="SSDConfig preset of the source model, e.g. ssd300_voc")
     model.add_argument("--config", type=Path, help="SSDConfig JSON file of the source model")
+    model.add_argument(
+        "--prototxt",
+        type=Path,
+        help="the source model's Caffe deploy.prototxt: config and decoder read from it",
+    )
+    parser.add_argument(
+        "--pixel-mean",
+        help="with --prototxt: input mean R,G,B on 0..255 (default: the recognised family's)",
+    )
+    parser.add_argument(
+        "--class-names",
+        help="with --prototxt: comma-separated foreground class names (default: the family's)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output .keras file")
     parser.add_argument(
         "--base-only",
         action="store_true",
-        help="load only the VGG-16 base (conv1_1 .. fc7); other layers stay initialised",
+        help="load only the backbone's base network (VGG-16: conv1_1 .. fc7); other layers "
+        "stay initialised",
     )
     parser.add_argument(
         "--keep-classes",
@@ -70,6 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mode", choices=MODES, default="training", help="saved model mode")
     return parser
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+def source_config(args: argparse.Namespace) -> SSDConfig:
+    """The SSDConfig named by --preset, --config or --prototxt (with its flags)."""
+    if (args.pixel_mean or args.class_names) and not args.prototxt:
+        raise ValueError("--pixel-mean and --class-names go with --prototxt")
+    if args.preset:
+        return SSDConfig.preset(args.preset)
+    if args.config:
+        return SSDConfig.load(args.config)
+    require_file(args.prototxt, "a Caffe deploy.prototxt")
+    mean = _comma_list(args.pixel_mean)
+    if mean is not None and len(mean) != 3:
+        raise ValueError(f"--pixel-mean needs three values R,G,B, got {args.pixel_mean!r}")
+    return SSDConfig.from_caffe_prototxt(
+        args.prototxt,
+        class_names=_comma_list(args.class_names),
+        pixel_mean=None if mean is None else [float(v) for v in mean],
+    )
 
 
 def check_replaceable_config(path: Path, config: SSDConfig) -> None:
@@ -102,10 +142,11 @@ def main(args: argparse.Namespace) -> int:
         logger.error("--out must end in .keras, got %s", args.out)
         return 2
     try:
-        config = SSDConfig.preset(args.preset) if args.preset else SSDConfig.load(args.config)
+        config = source_config(args)
         require_file(source_file, f"a {source_format} weight file")
         logger.info("model config: %s", config.to_json(indent=None))
-        model = build_model(config, mode=args.mode)
+        # A prototxt's DetectionOutput settings become the saved model's decoder.
+        model = build_model(config, mode=args.mode, **config.extra.get("decoder", {}))
         LOADERS[source_format](model, source_file, base_only=args.base_only)
         if args.keep_classes:
             keep = [name.strip() for name in args.keep_classes.split(",") if name.strip()]

@@ -195,6 +195,25 @@ class SSDConfig:
             raise InputFileError(path, f"not a valid SSDConfig ({describe(error)})") from error
 
     @classmethod
+    def from_caffe_prototxt(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        class_names: tuple[str, ...] | list[str] | None = None,
+        pixel_mean: tuple[float, float, float] | list[float] | None = None,
+    ) -> SSDConfig:
+        """The config of a Caffe SSD `deploy.prototxt` (`ssd_core.caffe_prototxt`).
+
+        The `DetectionOutput` settings land in `extra["decoder"]` (`build_model` keyword
+        arguments); what the prototxt does not hold (mean, class names, name) comes from the
+        recognised family's preset unless given.
+        """
+        from ssd_core.caffe_prototxt import config_from_prototxt
+
+        return config_from_prototxt(path, name=name, class_names=class_names, pixel_mean=pixel_mean)
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> SSDConfig:
         """A named preset (`ssd300_voc`, `ssd300_coco`, `ssd512_voc`, `ssd512_coco`,
         `ssd300_res10_face`, `ssd7`)."""

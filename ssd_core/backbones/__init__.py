@@ -122,32 +122,55 @@ def feature_map_sizes(config: SSDConfig) -> tuple[tuple[int, int], ...]:
     """
     backbone = get_backbone(config.backbone)
     backbone.check_sources(config)
-    sizes = _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).sizes
+    sizes = geometry(backbone.name, backbone.layout(config), config.image_size).sizes
     return tuple(sizes[name] for name in config.source_layers)
 
 
 def layer_names(config: SSDConfig) -> tuple[str, ...]:
     """Names of the backbone's weighted layers (base and extra layers), in graph order."""
     backbone = get_backbone(config.backbone)
-    return _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).layers
+    return geometry(backbone.name, backbone.layout(config), config.image_size).weighted
 
 
 def base_layer_names(config: SSDConfig) -> tuple[str, ...]:
     """Names of the weighted layers of the pretrained base network (VGG-16: conv1_1 .. fc7)."""
     backbone = get_backbone(config.backbone)
-    return _symbolic_geometry(backbone.name, backbone.layout(config), config.image_size).base
+    return geometry(backbone.name, backbone.layout(config), config.image_size).base
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class ConvSpec:
+    """What a Caffe `convolution_param` says of one convolution layer of the backbone."""
+
+    num_output: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    bias_term: bool
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What one backbone layout builds at one input size, read from the built layers.
+
+    Attributes:
+        sizes: source name -> (height, width) of its feature map.
+        weighted: names of the layers with weights, in graph order.
+        base: the weighted layers of the base network (up to `BackboneGraph.base`).
+        layers: the names of all layers.
+        convolutions: convolution layer name -> its `ConvSpec`.
+    """
+
     sizes: dict[str, tuple[int, int]]
-    layers: tuple[str, ...]
+    weighted: tuple[str, ...]
     base: tuple[str, ...]
+    layers: tuple[str, ...]
+    convolutions: dict[str, ConvSpec]
 
 
 @functools.lru_cache(maxsize=64)
-def _symbolic_geometry(name: str, layout: str, image_size: tuple[int, int]) -> _Geometry:
-    """Build the backbone once on a symbolic (1, H, W, 3) input and read what it made."""
+def geometry(name: str, layout: str, image_size: tuple[int, int]) -> Geometry:
+    """Build backbone `name` once on a symbolic (1, H, W, 3) input and read what it made."""
     import keras  # here so that configs and the registry do not import Keras
 
     images = keras.Input(shape=(*image_size, 3), batch_size=1)
@@ -158,8 +181,20 @@ def _symbolic_geometry(name: str, layout: str, image_size: tuple[int, int]) -> _
     }
     everything = keras.Model(images, list(graph.features.values()))
     base = keras.Model(images, graph.base)
-    return _Geometry(
+    return Geometry(
         sizes=sizes,
-        layers=tuple(layer.name for layer in everything.layers if layer.weights),
+        weighted=tuple(layer.name for layer in everything.layers if layer.weights),
         base=tuple(layer.name for layer in base.layers if layer.weights),
+        layers=tuple(layer.name for layer in everything.layers),
+        convolutions={
+            layer.name: ConvSpec(
+                num_output=layer.filters,
+                kernel_size=layer.kernel_size[0],
+                stride=layer.strides[0],
+                dilation=layer.dilation_rate[0],
+                bias_term=layer.use_bias,
+            )
+            for layer in everything.layers
+            if isinstance(layer, keras.layers.Conv2D)
+        },
     )

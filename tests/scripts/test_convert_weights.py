@@ -191,3 +191,47 @@ def test_a_truncated_caffemodel_is_one_error_naming_the_file(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="convert_weights"):
         assert run(*argv) == 2
     assert f"{source}: not a Caffe NetParameter file" in caplog.text
+
+
+def test_face_detector_converts_from_its_prototxt_alone(tmp_path):
+    from tests.reference.face_files import face_detector_files
+
+    prototxt, caffemodel = face_detector_files()
+    out = tmp_path / "face.keras"
+    assert run("--from", "caffe", caffemodel, "--prototxt", prototxt, "--out", out) == 0
+    model = keras.saving.load_model(out)
+    assert model.ssd_config == SSDConfig.preset("ssd300_res10_face")
+    assert (model.decoder, model.decoder_options) == (
+        "caffe",
+        {
+            "score_threshold": 0.01,
+            "iou_threshold": 0.45,
+            "top_k": 400,
+            "max_detections": 200,
+            "clip": False,
+        },
+    )
+    blobs = ssd_core.weights.read_caffemodel(caffemodel)
+    np.testing.assert_array_equal(
+        model.get_layer("conv1_h").get_weights()[0], blobs["conv1_h"][0].transpose(2, 3, 1, 0)
+    )
+    assert SSDConfig.load(tmp_path / "face.json") == model.ssd_config
+
+
+def test_prototxt_flags_without_prototxt_are_refused(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR, logger="convert_weights"):
+        code = run("--from", "caffe", tmp_path / "x.caffemodel", "--preset", "ssd300_voc",
+                   "--class-names", "a,b", "--out", tmp_path / "x.keras")  # fmt: skip
+    assert code == 2
+    assert "--pixel-mean and --class-names go with --prototxt" in caplog.text
+
+
+def test_pixel_mean_and_class_names_override_the_family_defaults(tmp_path):
+    from tests.reference.face_files import face_detector_files
+
+    prototxt, caffemodel = face_detector_files()
+    out = tmp_path / "face.keras"
+    argv = ["--from", "caffe", caffemodel, "--prototxt", prototxt, "--out", out]
+    assert run(*argv, "--pixel-mean", "120,170,100", "--class-names", "head") == 0
+    config = SSDConfig.load(tmp_path / "face.json")
+    assert (config.pixel_mean, config.class_names) == ((120.0, 170.0, 100.0), ("head",))
