@@ -45,6 +45,7 @@ async def serve(settings: Settings) -> None:
     """
     from service.grpc_server import build_server, set_serving
     from service.http_app import create_app
+    from service.http_protocol import uvicorn_config
     from service.model_file import ModelFileError
     from service.runtime import Runtime
     from service.startup import bind_http_socket, probe_port
@@ -68,11 +69,7 @@ async def serve(settings: Settings) -> None:
             raise
         raise StartupError(f"SSD_GRPC_PORT={settings.grpc_port}: {error}") from None
     await grpc_server.start()
-    http_config = uvicorn.Config(
-        create_app(settings, runtime),
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
-    )
+    http_config = uvicorn_config(create_app(settings, runtime), settings)
     # After uvicorn.Config, which installs uvicorn's handlers: bound every handler's repeats.
     install_repeat_filter()
     http_server = HttpServer(http_config)

@@ -33,6 +33,20 @@ class ImageTooLargeError(ServiceError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class MalformedRequestError(ServiceError):
+    """HTTP framing or multipart structure that cannot be trusted or parsed."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class RequestTimeoutError(ServiceError):
+    """The request body did not arrive in time (a slow or stalled client)."""
+
+    http_status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class UnsupportedMediaTypeError(ServiceError):
     """HTTP body that is neither `multipart/form-data` nor `image/*`."""
 

@@ -19,19 +19,17 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from service.demo_page import mount_demo
 from service.errors import (
     ClientGoneError,
-    ImageTooLargeError,
-    InvalidParameterError,
+    MalformedRequestError,
     ServiceError,
-    UnsupportedMediaTypeError,
     retry_after_s,
 )
+from service.http_body import body_kind, declared_length, max_body_bytes, read_image
+from service.in_flight import InFlightBudget
 from service.metrics import CONTENT_TYPE
 from service.params import split_class_list
 from service.render import RENDER_TYPES, render_detections, response_type
@@ -83,13 +81,16 @@ def _errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 _DETECT_ERRORS = _errors(
     {
-        400: "Not an image, truncated or corrupt data, empty body, ambiguous framing.",
+        400: "Not an image, truncated or corrupt data, empty body, malformed multipart or "
+        "framing (Content-Length with Transfer-Encoding).",
+        408: "The body did not arrive within SSD_HTTP_BODY_TIMEOUT_S.",
         413: "Over the byte, pixel or decoded-size limit.",
         415: "Content type neither multipart/form-data nor image/*.",
         422: "A bad parameter (range, type, unknown class).",
         499: "The client went away before the answer (logged, rarely seen by a client).",
         500: "The forward pass of the request's batch failed.",
-        503: "Queue or in-flight limit full (Retry-After), not ready, or shutting down.",
+        503: "Queue, in-flight or connection limit full (Retry-After), not ready, or shutting "
+        "down.",
         504: "The request's deadline passed before inference.",
     }
 )
@@ -109,7 +110,16 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def get_in_flight(request: Request) -> InFlightBudget:
+    budget: InFlightBudget = request.app.state.in_flight
+    return budget
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+InFlightDep = Annotated[InFlightBudget, Depends(get_in_flight)]
+# An error answer sent before the body is read lets uvicorn read and discard up to this much
+# of the rest (so the client, still sending, reads the answer); a larger rest closes instead.
+DRAIN_ALLOWANCE_BYTES = 1024 * 1024
 
 _DETECT_BODY = {
     "requestBody": {
@@ -149,6 +159,7 @@ async def detect(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
+    in_flight: InFlightDep,
     score_threshold: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="Minimum score, 0..1.")
     ] = None,
@@ -166,39 +177,47 @@ async def detect(
 ) -> DetectResponse | Response:
     """Detect objects in one image, sent as multipart field `image` or as an `image/*` body."""
     started = time.perf_counter()
+    settings = runtime.settings
+    body = _BodyProgress(request)
     try:
         params = DetectParams(
             score_threshold=score_threshold,
             max_detections=max_detections,
             classes=split_class_list(classes),
         )
-        try:
-            data = await _read_image(request, runtime.settings.max_image_bytes)
-        except ClientDisconnect:
-            raise ClientGoneError("client disconnected while sending the request") from None
-        media_type = response_type(render, request.headers.get("accept"), data)
-        # A rendering request keeps its upload to draw on; others leave it to the runtime only.
-        upload = data if media_type is not None else None
-        work = runtime.detect(data, params)
-        del data  # only the runtime holds the body now, and drops it once the image is decoded
-        result = await _cancel_on_disconnect(request, work)
-        image = None
-        if upload is not None and media_type is not None:
-            settings = runtime.settings
-            image = await asyncio.to_thread(
-                render_detections, upload, result.detections, media_type,
-                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
-            )  # fmt: skip
+        kind = body_kind(request)
+        declared = declared_length(request, max_body_bytes(kind, settings.max_image_bytes))
+        with in_flight.admit(declared) as ticket:
+            data = await read_image(
+                request,
+                kind,
+                max_image_bytes=settings.max_image_bytes,
+                timeout_s=settings.http_body_timeout_s,
+                ticket=ticket,
+            )
+            body.complete = True
+            media_type = response_type(render, request.headers.get("accept"), data)
+            # A rendering request keeps its upload to draw on; others leave it to the runtime.
+            upload = data if media_type is not None else None
+            work = runtime.detect(data, params)
+            del data  # only the runtime holds the body now, and drops it once it is decoded
+            result = await _cancel_on_disconnect(request, work)
+            image = None
+            if upload is not None and media_type is not None:
+                image = await asyncio.to_thread(
+                    render_detections, upload, result.detections, media_type,
+                    max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                )  # fmt: skip
     except ClientGoneError as error:
         # Nobody reads this answer; counted (499) and summarised once per second, no traceback.
         runtime.metrics.observe_request("http", "499", time.perf_counter() - started)
         runtime.abandoned.record("http")
-        return error_response(error)
+        return error_response(error, close_connection=body.close_after_error())
     except ServiceError as error:
         runtime.metrics.observe_request(
             "http", str(error.http_status), time.perf_counter() - started
         )
-        return error_response(error)
+        return error_response(error, close_connection=body.close_after_error())
     elapsed_s = time.perf_counter() - started
     runtime.metrics.observe_request("http", "200", elapsed_s)
     # The W3C Server-Timing header: the demo page shows it, browsers' dev tools chart it.
@@ -207,6 +226,21 @@ async def detect(
         return Response(image, media_type=media_type, headers={**timing, **_model_headers(result)})
     response.headers.update(timing)
     return _to_response(result)
+
+
+class _BodyProgress:
+    """Whether an error answer should close the connection instead of letting uvicorn read and
+    discard the rest of the body: yes when the unread rest is unknown (chunked) or large."""
+
+    def __init__(self, request: Request) -> None:
+        self.complete = False
+        text = request.headers.get("content-length", "")
+        self._declared = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+
+    def close_after_error(self) -> bool:
+        if self.complete:
+            return False
+        return self._declared is None or self._declared > DRAIN_ALLOWANCE_BYTES
 
 
 @ops_router.get("/healthz", response_model=StatusResponse)
@@ -269,13 +303,37 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     if runtime is not None:
         app.state.runtime = runtime
+    app.state.in_flight = InFlightBudget(
+        settings.http_max_in_flight, settings.http_max_in_flight_bytes
+    )
     app.include_router(detect_router)
     app.include_router(ops_router)
     mount_demo(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(RefuseAmbiguousFraming)
     return app
+
+
+class RefuseAmbiguousFraming:
+    """ASGI middleware: 400 and close for a request with both Content-Length and
+    Transfer-Encoding (RFC 9112 section 6.1: a server ought to treat it as an error, since
+    two parsers could frame it differently - the basis of request smuggling)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            names = [name for name, _ in scope["headers"]]
+            if b"transfer-encoding" in names and b"content-length" in names:
+                error = MalformedRequestError(
+                    "request has both Content-Length and Transfer-Encoding; send one"
+                )
+                await error_response(error, close_connection=True)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -303,51 +361,15 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error; the server log has the cause"}, 500)
 
 
-def error_response(error: ServiceError) -> JSONResponse:
+def error_response(error: ServiceError, *, close_connection: bool = False) -> JSONResponse:
     """The one mapping of a `ServiceError` to an HTTP response: status, detail, Retry-After."""
     headers = {}
     retry = retry_after_s(error)
     if retry is not None:
         headers["Retry-After"] = str(retry)
+    if close_connection:
+        headers["Connection"] = "close"
     return JSONResponse({"detail": error.message}, status_code=error.http_status, headers=headers)
-
-
-async def _read_image(request: Request, max_bytes: int) -> bytes:
-    """The image bytes of a multipart (`image` field) or raw `image/*` request."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    declared = request.headers.get("content-length")
-    # Multipart framing adds a few hundred bytes; refuse obviously oversized bodies unread.
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise ImageTooLargeError(
-            f"request body is {declared} bytes, the limit is {max_bytes} bytes"
-        )
-    if content_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=8)
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise InvalidParameterError("multipart request has no file field named 'image'")
-        data = await upload.read(max_bytes + 1)
-    elif content_type.startswith("image/"):
-        data = await _read_body(request, max_bytes)
-    else:
-        raise UnsupportedMediaTypeError(
-            f"unsupported content type {content_type or '(none)'!r}; send multipart/form-data "
-            "with a file field 'image', or the raw image with an image/* content type"
-        )
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"image is over the limit of {max_bytes} bytes")
-    return data
-
-
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ImageTooLargeError(f"image is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
-from service.errors import ImageTooLargeError, InvalidImageError
+from service.errors import DeadlineExceededError, ImageTooLargeError, InvalidImageError
 
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 # What Pillow raises on malformed data, depending on the format plugin and where it breaks.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+_EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -42,12 +44,17 @@ class DecodedImage:
     height: int
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, max_decoded_bytes: int | None = None
+) -> np.ndarray:
     """Decode to (H, W, 3) uint8 RGB in the EXIF-corrected orientation.
 
+    Args:
+        max_decoded_bytes: largest `decoded_size_bytes` of the declared image; None: no limit.
     Raises:
         InvalidImageError: zero bytes, not an image, unsupported format, truncated or corrupt data.
-        ImageTooLargeError: more than `max_bytes` bytes or more than `max_pixels` declared pixels.
+        ImageTooLargeError: more than `max_bytes` bytes, more than `max_pixels` declared pixels
+            or more than `max_decoded_bytes` decoded bytes.
     """
     if len(data) == 0:
         raise InvalidImageError("empty image: the request carried zero bytes")
@@ -73,19 +80,56 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
             f"image declares {width}x{height} = {width * height} pixels, "
             f"the limit is {max_pixels} pixels"
         )
+    decoded = decoded_size_bytes(image)
+    if max_decoded_bytes is not None and decoded > max_decoded_bytes:
+        raise ImageTooLargeError(
+            f"image decodes to {decoded} bytes ({width}x{height} {image.mode}), "
+            f"the limit is {max_decoded_bytes} bytes"
+        )
     try:
         image.load()
-        upright = ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image, in_place=False) if _rotated(image) else image
     except _DECODE_ERRORS as error:
         raise InvalidImageError(f"corrupt or truncated {image.format} image: {error}") from error
     return _to_rgb8(upright)
 
 
+def decoded_size_bytes(image: Image.Image) -> int:
+    """Bytes the declared image takes decoded: width * height * bytes per pixel of its mode
+    (1: gray, palette, bilevel; 2: 16-bit gray; 3: RGB; 4: RGBA, CMYK, 32-bit int or float)."""
+    mode = ImageMode.getmode(image.mode)
+    bytes_per_pixel = len(mode.bands) * int(mode.typestr[-1])
+    return image.size[0] * image.size[1] * bytes_per_pixel
+
+
+def _rotated(image: Image.Image) -> bool:
+    """The EXIF orientation asks for a transpose (exif_transpose copies the image otherwise)."""
+    return image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+
+
 def prepare_image(
-    data: bytes, input_size: tuple[int, int], *, max_bytes: int, max_pixels: int
+    data: bytes,
+    input_size: tuple[int, int],
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decoded_bytes: int | None = None,
+    deadline_s: float | None = None,
 ) -> DecodedImage:
-    """Decode and stretch-resize to `input_size` (height, width), as the model was trained."""
-    rgb = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    """Decode and stretch-resize to `input_size` (height, width), as the model was trained.
+
+    Args:
+        deadline_s: `time.monotonic()` after which the image is not decoded at all (the
+            request already timed out while it waited for a decode worker).
+    Raises:
+        DeadlineExceededError: `deadline_s` has passed.
+        See `decode_image` for the rest.
+    """
+    if deadline_s is not None and time.monotonic() >= deadline_s:
+        raise DeadlineExceededError("request deadline passed before its image was decoded")
+    rgb = decode_image(
+        data, max_bytes=max_bytes, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
+    )
     height, width = rgb.shape[:2]
     target_h, target_w = input_size
     pixels = cv2.resize(rgb, (target_w, target_h), interpolation=cv2.INTER_LINEAR)

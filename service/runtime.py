@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ class Runtime:
         try:
             # The queue slot is taken before decoding: a full service refuses in microseconds.
             async with batcher.admission(wait_until=deadline if paced else None) as admission:
-                image = await self._decode(data, detector)
+                image = await self._decode(data, detector, deadline)
                 del data  # the caller's bytes may be freed while the request waits for its batch
                 raw = await batcher.submit(image.pixels, deadline, admission)
         finally:
@@ -170,9 +171,13 @@ class Runtime:
         )
         return DetectResult(detector.name, detector.version, image.width, image.height, detections)
 
-    async def _decode(self, data: bytes, detector: Detector) -> DecodedImage:
-        """`prepare_image` in the decode pool (a cancelled request's queued decode never runs)."""
-        return await asyncio.get_running_loop().run_in_executor(
+    async def _decode(self, data: bytes, detector: Detector, deadline: float) -> DecodedImage:
+        """`prepare_image` in the decode pool (a cancelled request's queued decode never runs,
+        nor does one whose deadline, event-loop time, passed while it waited for a worker)."""
+        loop = asyncio.get_running_loop()
+        # The worker compares with time.monotonic(): move the deadline onto that clock.
+        deadline_s = time.monotonic() + (deadline - loop.time())
+        return await loop.run_in_executor(
             self._decode_pool,
             functools.partial(
                 prepare_image,
@@ -180,6 +185,8 @@ class Runtime:
                 detector.input_size,
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=self.settings.max_image_pixels,
+                max_decoded_bytes=self.settings.max_decoded_bytes,
+                deadline_s=deadline_s,
             ),
         )
 

@@ -90,7 +90,37 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=50_000_000, ge=1, description="Largest accepted width * height (before decode)."
     )
+    max_decoded_bytes: int = Field(
+        default=200_000_000,
+        ge=1,
+        description="Largest decoded image, width * height * bytes per pixel (before decode).",
+    )
     decode_workers: int = Field(default=4, ge=1, description="Threads decoding images.")
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open HTTP connections; more get 503 and are closed."
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0.0, description="Longest wait for a request's complete headers, s."
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0.0, description="Longest wait for a request's complete body, s (408)."
+    )
+    http_keep_alive_s: int = Field(
+        default=5, ge=1, description="Idle keep-alive connections are closed after this, s."
+    )
+    http_max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request line + headers, bytes (400)."
+    )
+    http_max_in_flight: int = Field(
+        default=128,
+        ge=1,
+        description="HTTP requests being read, decoded, queued or computed; more get 503.",
+    )
+    http_max_in_flight_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="Request body bytes held by in-flight HTTP requests; more get 503.",
+    )
     grpc_stream_window: int = Field(
         default=16,
         ge=1,

@@ -22,13 +22,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import uvicorn
 from PIL import Image
 
 from service.__main__ import HttpServer
 from service.detector import Detector, RawDetections
 from service.grpc_server import build_server, set_serving
 from service.http_app import create_app
+from service.http_protocol import uvicorn_config
 from service.runtime import Runtime
 from service.settings import Settings
 from ssd_core import SSDConfig
@@ -129,9 +129,11 @@ class ServiceHarness:
     def __init__(self, settings: Settings, loader: Callable[[], Any]) -> None:
         self.settings = settings
         self.runtime = Runtime(settings, loader=loader)
+        self.app = create_app(settings, self.runtime)
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
-        self.http_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.http_port = self._sock.getsockname()[1]
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_target = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -162,8 +164,11 @@ class ServiceHarness:
         grpc_server, port, health = build_server(self.runtime, "127.0.0.1:0")
         self.grpc_target = f"127.0.0.1:{port}"
         await grpc_server.start()
-        config = uvicorn.Config(
-            create_app(self.settings, self.runtime), log_level="warning", lifespan="on"
+        config = uvicorn_config(
+            self.app,
+            self.settings,
+            log_level="warning",
+            lifespan="on",
         )
         http_server = HttpServer(config)
         http_task = asyncio.create_task(http_server.serve(sockets=[self._sock]))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from service.errors import ImageTooLargeError, InvalidImageError
-from service.images import decode_image, prepare_image
+from service.errors import DeadlineExceededError, ImageTooLargeError, InvalidImageError
+from service.images import decode_image, decoded_size_bytes, prepare_image
 from tests.service.test_load import png_declaring
 
 LIMITS = {"max_bytes": 1_000_000, "max_pixels": 1_000_000}
@@ -124,3 +125,31 @@ def test_prepare_resizes_to_the_input_size_and_keeps_the_original_size():
 def test_bad_data_is_rejected_with_a_clear_message(data, error, message):
     with pytest.raises(error, match=message):
         decode_image(data, **LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("array", "mode", "bytes_per_pixel"),
+    [
+        (RGB[:, :, 0], "L", 1),
+        (RNG.integers(0, 65536, (12, 20), dtype=np.uint16), "I;16", 2),
+        (RGB, "RGB", 3),
+        (np.concatenate([RGB, RGB[:, :, :1]], axis=2), "RGBA", 4),
+    ],
+)
+def test_decoded_size_counts_the_bytes_per_pixel_of_the_mode(array, mode, bytes_per_pixel):
+    image = Image.open(io.BytesIO(save(Image.fromarray(array), "PNG")))
+    assert image.mode == mode
+    assert decoded_size_bytes(image) == 12 * 20 * bytes_per_pixel
+
+
+def test_decoded_size_limit_refuses_before_decoding():
+    data = save(Image.fromarray(RGB), "PNG")  # 240 px x 3 bytes = 720 bytes decoded
+    with pytest.raises(ImageTooLargeError, match="decodes to 720 bytes"):
+        decode_image(data, **LIMITS, max_decoded_bytes=719)
+    assert decode_image(data, **LIMITS, max_decoded_bytes=720).shape == (12, 20, 3)
+
+
+def test_no_decode_after_the_deadline():
+    # Data that would fail to decode: the deadline error proves decoding never started.
+    with pytest.raises(DeadlineExceededError, match="before its image was decoded"):
+        prepare_image(b"not an image", (6, 10), **LIMITS, deadline_s=time.monotonic() - 0.001)

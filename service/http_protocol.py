@@ -1,0 +1,155 @@
+"""The HTTP/1.1 connection protocol: uvicorn's h11 protocol with the bounds it lacks.
+
+- A header read timeout: a connection must deliver a request's complete headers within
+  `header_timeout_s` of connecting or of its previous answer, else it is closed. uvicorn's own
+  keep-alive timeout only covers idle connections until their first byte, so a client that
+  sends half a request line and stalls would hold its connection forever. The same bound
+  applies to the rest of a body that was answered early (e.g. 413) and that uvicorn discards.
+- A connection limit answered in JSON: past `max_connections` open connections, a request gets
+  503 `{"detail": ...}` with Retry-After and `Connection: close` (uvicorn's `limit_concurrency`
+  answers in plain text and also counts requests, which `service.in_flight` bounds).
+- uvicorn's "400 Invalid HTTP request" (malformed or over-long headers) in JSON too.
+
+`uvicorn_config(app, settings)` is the server configuration with this protocol and the `SSD_HTTP_*`
+timeouts; `bounded_protocol(...)` is the protocol class alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.settings import Settings
+
+RETRY_AFTER_S = 1
+
+
+def _json_body(detail: str) -> bytes:
+    return json.dumps({"detail": detail}).encode()
+
+
+def bounded_protocol(*, header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
+    """An `H11Protocol` subclass with the module docstring's header timeout and connection limit."""
+
+    class BoundedH11Protocol(_BoundedH11Protocol):
+        _header_timeout_s = header_timeout_s
+        _max_connections = max_connections
+
+    return BoundedH11Protocol
+
+
+class _BoundedH11Protocol(H11Protocol):
+    _header_timeout_s: float = 10.0
+    _max_connections: int = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._max_connections:
+            self.app = _connection_limit_app(self._max_connections)
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_headers()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse, with a JSON body."""
+        self._stop_header_timer()
+        body = _json_body(f"malformed HTTP request: {msg}")
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        try:
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # a response had already started
+            pass
+        self.transport.close()
+
+    def _watch_headers(self) -> None:
+        """Run the timer exactly while the connection waits on a slow client (`_stalled`)."""
+        if self._stalled() and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._header_timeout_s, self._timed_out)
+        elif not self._stalled():
+            self._stop_header_timer()
+
+    def _stalled(self) -> bool:
+        """Waiting for the next request's headers, or for the rest of a body already answered
+        (an error sent before the body was read; uvicorn reads and discards the rest)."""
+        if self.transport.is_closing():
+            return False
+        answered = self.cycle is None or self.cycle.response_complete
+        state = self.conn.their_state
+        return answered and (state is h11.IDLE or state is h11.SEND_BODY)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _timed_out(self) -> None:
+        self._header_timer = None
+        if self._stalled():
+            self.transport.close()  # no request to answer yet: h11 cannot send a response
+
+
+def _connection_limit_app(max_connections: int) -> Any:
+    body = _json_body(f"too many open connections (limit {max_connections}); retry later")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(RETRY_AFTER_S).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration of the service's HTTP server: protocol bounds and timeouts.
+
+    `overrides` are further `uvicorn.Config` arguments (tests quieten the log with them).
+    """
+    options: dict[str, Any] = dict(
+        http=bounded_protocol(
+            header_timeout_s=settings.http_header_timeout_s,
+            max_connections=settings.http_max_connections,
+        ),
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=settings.http_keep_alive_s,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
+    )
+    return uvicorn.Config(app, **{**options, **overrides})
