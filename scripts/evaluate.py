@@ -9,7 +9,9 @@ Examples:
         --metric coco --out eval_external
 
 Writes to --out: `results.json` (mAP, per-class AP, settings), `pr_<class>.png` and
-`pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, and `detections.json`.
+`pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, `detections.json`, the
+gallery `gallery/*.jpg` (the --gallery images with the most false positives + misses, ground
+truth and detections drawn) and `index.html` (AP table, PR curves, gallery).
 Dataset specs are those of `ssd_core.data.load_dataset` (voc:DIR, coco:FILE.json[:IMAGES],
 csv:FILE.csv[:IMAGES], joined by commas).
 """
@@ -25,6 +27,8 @@ from typing import Any
 
 from ssd_core.data import load_dataset
 from ssd_core.evaluation import evaluate_coco, evaluate_voc
+from ssd_core.evaluation.gallery import worst_images, write_gallery
+from ssd_core.evaluation.html_report import write_index_html
 from ssd_core.evaluation.reports import ap_table, plot_pr_curves, write_voc_result_files
 
 logger = logging.getLogger("evaluate")
@@ -44,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--gallery", type=int, default=12, help="images in the error gallery (0: none)"
+    )
+    parser.add_argument(
+        "--gallery-score-threshold", type=float, default=0.3,
+        help="detections drawn and counted in the gallery: score >= this (the service default)",
+    )  # fmt: skip
     return parser
 
 
@@ -101,10 +112,34 @@ def main(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "detections.json").write_text(json.dumps(detections))
     write_voc_result_files(detections, names, out)
-    plot_pr_curves(voc, names, out)
+    curves = plot_pr_curves(voc, names, out)
+    write_report(args, dataset, detections, results, voc.to_dict(names)["num_gt"], curves)
     print(table)
     logger.info("wrote results to %s", out)
     return 0
+
+
+def write_report(
+    args: argparse.Namespace,
+    dataset: Any,
+    detections: list[dict[str, Any]],
+    results: dict[str, Any],
+    num_gt: dict[str, int],
+    curves: list[Path],
+) -> None:
+    """The gallery of the worst images and `index.html` in --out."""
+    worst = worst_images(
+        detections, dataset.ground_truth(), args.gallery, args.iou_threshold,
+        args.gallery_score_threshold,
+    )  # fmt: skip
+    gallery = write_gallery(dataset.records, worst, dataset.class_names, args.out)
+    keys = ("metric", "mAP", "dataset", "split", "model", "num_images", "num_detections")
+    summary = {key: results.get(key) for key in keys}
+    curve_files = [curves[-1].name] + [path.name for path in curves[:-1]]  # summary first
+    write_index_html(
+        args.out, summary, results["ap"], num_gt, curve_files, gallery,
+        args.gallery_score_threshold,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
