@@ -131,9 +131,13 @@ def prepare_image(
         data, max_bytes=max_bytes, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
     )
     height, width = rgb.shape[:2]
+    return DecodedImage(pixels=resize_to_input(rgb, input_size), width=width, height=height)
+
+
+def resize_to_input(rgb: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (input_h, input_w, 3) uint8, stretched (bilinear), as trained."""
     target_h, target_w = input_size
-    pixels = cv2.resize(rgb, (target_w, target_h), interpolation=cv2.INTER_LINEAR)
-    return DecodedImage(pixels=pixels, width=width, height=height)
+    return cv2.resize(rgb, (target_w, target_h), interpolation=cv2.INTER_LINEAR)
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:

@@ -85,14 +85,18 @@ def render_detections(
         media_type: `image/png` or `image/jpeg`.
     """
     rgb = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    drawn = draw_detections(
+    return encode_image(annotate(rgb, detections), media_type)
+
+
+def annotate(rgb: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB with `detections` (boxes in its pixels) drawn; a new array."""
+    return draw_detections(
         rgb,
         np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4),
         [d.class_id for d in detections],
         [d.label for d in detections],
         [d.score for d in detections],
     )
-    return encode_image(drawn, media_type)
 
 
 def encode_image(rgb: np.ndarray, media_type: str) -> bytes:
