@@ -48,6 +48,7 @@ async def serve(settings: Settings) -> None:
     from service.http_protocol import uvicorn_config
     from service.model_file import ModelFileError
     from service.runtime import Runtime
+    from service.security import check_tls_files
     from service.startup import bind_http_socket, probe_port
 
     stop = asyncio.Event()
@@ -55,6 +56,7 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    check_tls_files(settings)
     http_socket = bind_http_socket(settings.host, settings.http_port)
     runtime = Runtime(settings)
     try:

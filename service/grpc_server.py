@@ -35,6 +35,8 @@ from service._generated import detector_pb2, detector_pb2_grpc  # noqa: E402
 from service.errors import OverloadedError, ServiceError  # noqa: E402
 from service.grpc_guard import GuardInterceptor  # noqa: E402
 from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
+from service.security import grpc_server_credentials  # noqa: E402
+from service.settings import Settings  # noqa: E402
 from service.streams import StreamReadError, answer_stream  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,10 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             input_height=info["input_height"],
             input_width=info["input_width"],
             class_names=info["class_names"],
-            config_json=json.dumps(info["config"]),
+            # Empty when SSD_EXPOSE_MODEL_CONFIG is false.
+            config_json=json.dumps(info["config"])
+            if self.runtime.settings.expose_model_config
+            else "",
         )
 
     async def _answer_item(
@@ -158,13 +163,17 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
     """A grpc.aio server with the detector, health and reflection services, bound to `address`.
 
+    TLS, the bearer-token check (health stays open) and reflection follow `runtime.settings`.
+
     Returns:
         The server (not started), the bound port (useful with port 0) and the health servicer,
         whose status starts NOT_SERVING; `set_serving` flips it.
     """
     settings = runtime.settings
     server = grpc.aio.server(
-        interceptors=[GuardInterceptor(open_services=(health.SERVICE_NAME,))],
+        interceptors=[
+            GuardInterceptor(token=_token(settings), open_services=(health.SERVICE_NAME,))
+        ],
         options=[
             # Without this a second process could bind the same port and take half the calls.
             ("grpc.so_reuseport", 0),
@@ -181,13 +190,22 @@ def build_server(
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     set_serving(health_servicer, False)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(address)
+    if settings.grpc_reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    credentials = grpc_server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"could not bind the gRPC server to {address}")
     return server, port, health_servicer
+
+
+def _token(settings: Settings) -> str | None:
+    return None if settings.auth_token is None else settings.auth_token.get_secret_value()
 
 
 def max_message_bytes(max_image_bytes: int) -> int:

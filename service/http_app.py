@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +35,7 @@ from service.metrics import CONTENT_TYPE
 from service.params import split_class_list
 from service.render import RENDER_TYPES, render_detections, response_type
 from service.runtime import DetectParams, DetectResult, Runtime
+from service.security import BearerAuth, document_bearer_auth
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -102,7 +104,9 @@ class ModelResponse(BaseModel):
     class_names: list[str] = Field(description="Foreground classes; class_names[i] is label i+1.")
     input_height: int
     input_width: int
-    config: dict[str, Any]
+    config: dict[str, Any] | None = Field(
+        description="The full SSDConfig; null when SSD_EXPOSE_MODEL_CONFIG is false."
+    )
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -269,9 +273,12 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 async def model(runtime: RuntimeDep) -> ModelResponse | JSONResponse:
     """The served model: name, version, classes, input size, configuration."""
     try:
-        return ModelResponse(**runtime.model_info())
+        info = runtime.model_info()
     except ServiceError as error:
         return error_response(error)
+    if not runtime.settings.expose_model_config:
+        info["config"] = None
+    return ModelResponse(**info)
 
 
 @ops_router.get("/metrics", response_class=Response)
@@ -300,6 +307,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="SSD object detection. Boxes are [xmin, ymin, xmax, ymax] in image pixels.",
+        **(
+            {}
+            if settings.docs_enabled
+            else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+        ),
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -312,8 +324,25 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    _add_security(app, settings)
     app.add_middleware(RefuseAmbiguousFraming)
     return app
+
+
+def _add_security(app: FastAPI, settings: Settings) -> None:
+    """The bearer-token check, then CORS outside it (so preflights are answered first)."""
+    if settings.auth_token is not None:
+        app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
+        app.openapi = document_bearer_auth(app.openapi)  # type: ignore[method-assign]
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "accept"],
+            expose_headers=["retry-after", "server-timing", "x-model-name", "x-model-version",
+                            "x-detection-count"],
+        )  # fmt: skip
 
 
 class RefuseAmbiguousFraming:

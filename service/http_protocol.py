@@ -151,5 +151,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         timeout_keep_alive=settings.http_keep_alive_s,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     return uvicorn.Config(app, **{**options, **overrides})

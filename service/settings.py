@@ -6,15 +6,17 @@ Every field is documented in the README's "The service" section with its default
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.model_file import check_model_file
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENV_PREFIX = "SSD_"
+MIN_TOKEN_CHARS = 16
+_SECRET_FIELDS = frozenset({"auth_token"})  # never echoed in an error line
 
 
 class SettingsError(ValueError):
@@ -44,9 +46,11 @@ def load_settings(**overrides: object) -> Settings:
 
 def _error_line(item: Any) -> str:
     field = str(item["loc"][0]) if item.get("loc") else ""
-    name = env_name(field) if field else f"{ENV_PREFIX}* settings"
     message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-    if "input" in item and field and not isinstance(item["input"], dict):
+    if not field:  # a check across variables names them in its message
+        return message
+    name = env_name(field)
+    if "input" in item and field not in _SECRET_FIELDS and not isinstance(item["input"], dict):
         return f"{name}={item['input']!r}: {message}"
     return f"{name}: {message}"
 
@@ -139,12 +143,64 @@ class Settings(BaseSettings):
         default=30.0, ge=0.0, description="Longest drain of queued requests on SIGTERM, s."
     )
     log_level: LogLevel = Field(default="INFO", description="Python logging level.")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) for HTTPS and gRPC TLS; unset: plain."
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of `tls_cert_file`."
+    )
+    auth_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required on every endpoint but health, metrics and docs.",
+    )
+    docs_enabled: bool = Field(default=True, description="Serve /docs and /openapi.json.")
+    grpc_reflection: bool = Field(default=True, description="Serve gRPC server reflection.")
+    expose_model_config: bool = Field(
+        default=True, description="Include the full model config in /model and GetModel."
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Origins allowed by CORS, comma-separated ('*': any); none: off."
+    )
 
-    @field_validator("model_path", "model_version", mode="before")
+    @field_validator(
+        "model_path", "model_version", "tls_cert_file", "tls_key_file", "auth_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes `SSD_MODEL_PATH: ${SSD_MODEL_PATH:-}` as "" when unset.
         return None if value == "" else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _check_tls_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @field_validator("auth_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"a bearer token needs at least {MIN_TOKEN_CHARS} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("SSD_TLS_CERT_FILE and SSD_TLS_KEY_FILE must be set together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Both servers speak TLS."""
+        return self.tls_cert_file is not None
 
     @field_validator("model_path")
     @classmethod
