@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRA ?= cpu
 
-.PHONY: install run test test-slow lint format protos benchmark clean
+.PHONY: install run test test-slow lint format protos benchmark screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: install
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# README images (docs/*.png): the real service and the demo page in headless Chromium.
+screenshots: install
+	$(PY) -m tests.make_screenshots --out docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info
