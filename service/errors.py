@@ -105,6 +105,17 @@ class ClientGoneError(ServiceError):
     grpc_code = grpc.StatusCode.CANCELLED
 
 
+OIP_PATH_PREFIX = "/v2"
+
+
+def http_error_body(message: str, path: str = "") -> dict[str, str]:
+    """The JSON body of an HTTP error answer: `{"detail": message}` (this API's `ErrorResponse`),
+    or `{"error": message}` under `/v2`, the Open Inference Protocol's error shape."""
+    if path == OIP_PATH_PREFIX or path.startswith(OIP_PATH_PREFIX + "/"):
+        return {"error": message}
+    return {"detail": message}
+
+
 def retry_after_s(error: ServiceError) -> int | None:
     """Seconds for an HTTP `Retry-After` header, or None when retrying will not help."""
     return getattr(error, "retry_after_s", None)

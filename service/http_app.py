@@ -27,6 +27,7 @@ from service.errors import (
     ClientGoneError,
     MalformedRequestError,
     ServiceError,
+    http_error_body,
     retry_after_s,
 )
 from service.http_body import body_kind, declared_length, max_body_bytes, read_image
@@ -360,7 +361,8 @@ class RefuseAmbiguousFraming:
                 error = MalformedRequestError(
                     "request has both Content-Length and Transfer-Encoding; send one"
                 )
-                await error_response(error, close_connection=True)(scope, receive, send)
+                answer = error_response(error, close_connection=True, path=scope["path"])
+                await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -372,7 +374,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     for item in error.errors():
         where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("query", "body"))
         problems.append(f"{where or 'request'}: {item.get('msg', 'invalid value')}")
-    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+    return JSONResponse(http_error_body("; ".join(problems), request.url.path), status_code=422)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -380,25 +382,34 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     detail = error.detail if isinstance(error.detail, str) else "request refused"
     return JSONResponse(
-        {"detail": detail}, status_code=error.status_code, headers=dict(error.headers or {})
+        http_error_body(detail, request.url.path),
+        status_code=error.status_code,
+        headers=dict(error.headers or {}),
     )
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     """A bug, not the client's fault: logged with its traceback, answered without it."""
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal server error; the server log has the cause"}, 500)
+    message = "internal server error; the server log has the cause"
+    return JSONResponse(http_error_body(message, request.url.path), 500)
 
 
-def error_response(error: ServiceError, *, close_connection: bool = False) -> JSONResponse:
-    """The one mapping of a `ServiceError` to an HTTP response: status, detail, Retry-After."""
+def error_response(
+    error: ServiceError, *, close_connection: bool = False, path: str = ""
+) -> JSONResponse:
+    """The one mapping of a `ServiceError` to an HTTP response: status, body, Retry-After.
+
+    `path` picks the body's shape (`service.errors.http_error_body`: OIP paths use "error")."""
     headers = {}
     retry = retry_after_s(error)
     if retry is not None:
         headers["Retry-After"] = str(retry)
     if close_connection:
         headers["Connection"] = "close"
-    return JSONResponse({"detail": error.message}, status_code=error.http_status, headers=headers)
+    return JSONResponse(
+        http_error_body(error.message, path), status_code=error.http_status, headers=headers
+    )
 
 
 async def _cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -6,8 +6,9 @@
   sends half a request line and stalls would hold its connection forever. The same bound
   applies to the rest of a body that was answered early (e.g. 413) and that uvicorn discards.
 - A connection limit answered in JSON: past `max_connections` open connections, a request gets
-  503 `{"detail": ...}` with Retry-After and `Connection: close` (uvicorn's `limit_concurrency`
-  answers in plain text and also counts requests, which `service.in_flight` bounds).
+  503 (body: `service.errors.http_error_body`) with Retry-After and `Connection: close`
+  (uvicorn's `limit_concurrency` answers in plain text and also counts requests, which
+  `service.in_flight` bounds).
 - uvicorn's "400 Invalid HTTP request" (malformed or over-long headers) in JSON too.
 
 `uvicorn_config(app, settings)` is the server configuration with this protocol and the `SSD_HTTP_*`
@@ -24,13 +25,14 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service.errors import http_error_body
 from service.settings import Settings
 
 RETRY_AFTER_S = 1
 
 
-def _json_body(detail: str) -> bytes:
-    return json.dumps({"detail": detail}).encode()
+def _json_body(message: str, path: str = "") -> bytes:
+    return json.dumps(http_error_body(message, path)).encode()
 
 
 def bounded_protocol(*, header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
@@ -117,9 +119,10 @@ class _BoundedH11Protocol(H11Protocol):
 
 
 def _connection_limit_app(max_connections: int) -> Any:
-    body = _json_body(f"too many open connections (limit {max_connections}); retry later")
+    message = f"too many open connections (limit {max_connections}); retry later"
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = _json_body(message, scope.get("path", ""))
         await send(
             {
                 "type": "http.response.start",

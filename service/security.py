@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from service.errors import http_error_body
 from service.settings import Settings
 from service.startup import StartupError
 
@@ -73,7 +74,7 @@ class BearerAuth:
         if scope["type"] != "http" or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": UNAUTHORIZED_MESSAGE}).encode()
+        body = json.dumps(http_error_body(UNAUTHORIZED_MESSAGE, scope["path"])).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -373,3 +373,43 @@ def test_request_whose_deadline_passed_in_the_decode_queue_is_never_decoded(
     error = asyncio.run(scenario())
     assert error is not None and "before its image was decoded" in error.message
     assert decoded == []
+
+
+def test_concurrent_large_uploads_over_the_byte_budget_are_refused_unread(
+    gated_service, gated_detector
+):
+    """The memory case in quick form: 12 uploads of 400 kB at once against a 1 MB budget while
+    the model is held: two are admitted, ten get 503 at once, a small request still fits, and
+    resident memory ends near where it started."""
+    service = gated_service(max_image_bytes=450_000, http_max_in_flight_bytes=1_000_000)
+    noise = np.random.default_rng(0).integers(0, 256, (300, 440, 3), dtype=np.uint8)
+    big = encode(noise)  # incompressible: ~396 kB
+    assert 350_000 < len(big) < 450_000
+    rss_before = rss_bytes()
+    budget = service.app.state.in_flight
+    gated_detector.gate.clear()
+
+    def post(body: bytes) -> httpx.Response:
+        return httpx.post(
+            f"{service.http_url}/detect", content=body, headers={"content-type": "image/png"},
+            timeout=30,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(13) as pool:
+        uploads = [pool.submit(post, big) for _ in range(12)]
+        deadline = time.monotonic() + 20
+        while sum(f.done() for f in uploads) < 10:  # the refused ten return while the gate holds
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert (budget.requests, budget.bytes) == (2, 2 * len(big))
+        small = pool.submit(post, GOOD_PNG)
+        while budget.requests < 3:
+            assert time.monotonic() < deadline and not small.done()
+            time.sleep(0.01)
+        gated_detector.gate.set()
+        statuses = sorted(f.result().status_code for f in uploads)
+        small_status = small.result().status_code
+    assert statuses == [200] * 2 + [503] * 10
+    assert small_status == 200
+    assert_budget_released(service)
+    assert rss_bytes() - rss_before < 64 * 1024 * 1024

@@ -162,3 +162,12 @@ def test_grpc_image_between_4_mib_and_the_limit_is_answered(oracle_detector):
     [detection] = reply.detections
     assert (reply.image_width, reply.image_height) == (1300, 1100)
     assert detection.box.xmin == pytest.approx(100, abs=15)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/nope", {"detail": "Not Found"}), ("/v2/nope", {"error": "Not Found"})],
+)
+def test_errors_under_v2_take_the_open_inference_protocol_shape(service, path, body):
+    response = httpx.get(f"{service.http_url}{path}")
+    assert (response.status_code, response.json()) == (404, body)
