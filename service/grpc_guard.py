@@ -29,7 +29,7 @@ Deserializer = Callable[[bytes], Any]
 INTERNAL_MESSAGE = "internal error; the server log has the cause"
 
 
-class GuardInterceptor(grpc.aio.ServerInterceptor):
+class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Strict parsing, hidden internals and the optional bearer-token check (module docstring).
 
     Args:

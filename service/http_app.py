@@ -308,11 +308,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="SSD object detection. Boxes are [xmin, ymin, xmax, ymax] in image pixels.",
-        **(
-            {}
-            if settings.docs_enabled
-            else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-        ),
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     if runtime is not None:
         app.state.runtime = runtime

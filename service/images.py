@@ -104,7 +104,8 @@ def decoded_size_bytes(image: Image.Image) -> int:
 
 def _rotated(image: Image.Image) -> bool:
     """The EXIF orientation asks for a transpose (exif_transpose copies the image otherwise)."""
-    return image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+    orientation: int = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return orientation != 1
 
 
 def prepare_image(

@@ -30,7 +30,7 @@ def _address_family(host: str, port: int) -> tuple[socket.AddressFamily, tuple[s
     except socket.gaierror as error:
         raise StartupError(f"SSD_HOST={host!r}: not an address of this host ({error})") from None
     family, _, _, _, address = infos[0]
-    return family, address[:2]
+    return family, (str(address[0]), int(address[1]))
 
 
 def bind_http_socket(host: str, port: int, variable: str = "SSD_HTTP_PORT") -> socket.socket:
