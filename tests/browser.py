@@ -54,6 +54,19 @@ def launch_chromium() -> Iterator[Any]:
             browser.close()
 
 
+@contextmanager
+def launch_another(browser: Any, extra_args: tuple[str, ...]) -> Iterator[Any]:
+    """A second Chromium with more switches (e.g. a fake webcam), from the Playwright
+    instance that runs `browser` (only one sync Playwright may run per thread)."""
+    other = browser.browser_type.launch(
+        executable_path=chromium_path(), args=[*CHROMIUM_ARGS, *extra_args], headless=True
+    )
+    try:
+        yield other
+    finally:
+        other.close()
+
+
 def watch_console(page: Any) -> list[str]:
     """Collect the page's console errors and uncaught exceptions into the returned list."""
     errors: list[str] = []

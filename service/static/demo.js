@@ -14,9 +14,25 @@ const PALETTE = [
 ];
 const MAX_CANVAS_SIDE_PX = 1600;
 const REPOSITORY_INDEX = "/v2/repository/index";
+const TOKEN_KEY = "ssd-demo-token"; // sessionStorage: forgotten when the tab closes
 
 const $ = (id) => document.getElementById(id);
 const state = { models: [], result: null, bitmap: null, serverMs: null, roundTripMs: null };
+
+class ApiError extends Error {
+  constructor(response, body) {
+    super(describeError(response, body));
+    this.status = response.status;
+  }
+}
+
+// fetch() with the API token (when the server asked for one) as a bearer token.
+function api(path, options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return fetch(path, { ...options, headers });
+}
 
 function colourOf(label) {
   const [r, g, b] = PALETTE[(label - 1) % PALETTE.length];
@@ -47,7 +63,7 @@ async function repositoryListed() {
 
 async function listModels() {
   if (await repositoryListed()) {
-    const response = await fetch(REPOSITORY_INDEX, {
+    const response = await api(REPOSITORY_INDEX, {
       method: "POST", headers: { "content-type": "application/json" }, body: "{}",
     });
     const index = response.ok ? await readJson(response) : null;
@@ -56,9 +72,9 @@ async function listModels() {
       if (ready.length > 0) return ready.map((m) => ({ name: m.name, version: m.version || "" }));
     }
   }
-  const response = await fetch("/model");
+  const response = await api("/model");
   const info = await readJson(response);
-  if (!response.ok || !info) throw new Error(describeError(response, info));
+  if (!response.ok || !info) throw new ApiError(response, info);
   return [{ name: info.name, version: info.version, single: true }];
 }
 
@@ -67,10 +83,13 @@ async function loadModels() {
     state.models = await listModels();
   } catch (error) {
     $("model-info").textContent = "no model";
+    if (error.status === 401) askForToken();
     showError(`Could not list the served models: ${error.message}`);
     setState("error");
     return;
   }
+  $("auth").hidden = true;
+  hideError();
   const select = $("model");
   select.replaceChildren(...state.models.map((m) => new Option(m.name, m.name)));
   select.disabled = state.models.length < 2;
@@ -88,6 +107,7 @@ function describeError(response, body) {
   const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
   const status = response.status;
   if (status === 400) return `The server could not read this image (400): ${detail}`;
+  if (status === 401) return `The server needs a valid API token (401): ${detail}`;
   if (status === 413) return `The image is too large (413): ${detail}`;
   if (status === 415) return `This file type is not supported (415): ${detail}`;
   if (status === 422) return `The request was refused (422): ${detail}`;
@@ -119,11 +139,12 @@ async function detect(blob, filename) {
   const started = performance.now();
   let response;
   try {
-    response = await fetch(url, { method: "POST", body: form, headers: { accept: "application/json" } });
+    response = await api(url, { method: "POST", body: form, headers: { accept: "application/json" } });
   } catch (error) {
     return fail(`Could not reach the server: ${error.message}`);
   }
   const body = await readJson(response);
+  if (response.status === 401) askForToken();
   if (!response.ok || !body) return fail(describeError(response, body));
   let bitmap = null;
   try {
@@ -269,6 +290,20 @@ function hideError() {
   $("error").textContent = "";
 }
 
+function askForToken() {
+  $("auth").hidden = false;
+  $("token").focus();
+}
+
+function setUpTokenForm() {
+  $("auth").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    loadModels();
+  });
+}
+
 function handleFiles(files) {
   if (files && files.length > 0) detect(files[0], files[0].name);
 }
@@ -318,6 +353,7 @@ function setUpWebcam() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpDropZone();
   setUpWebcam();
+  setUpTokenForm();
   $("threshold").addEventListener("input", redraw);
   $("model").addEventListener("change", () => {
     const chosen = state.models.find((m) => m.name === $("model").value);
