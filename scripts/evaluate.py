@@ -7,6 +7,8 @@ Examples:
         --dataset voc:VOCdevkit/VOC2007 --split test --metric voc2010 --out eval07
     python scripts/evaluate.py --detections dets.json --dataset voc:data/shapes --split test \\
         --metric coco --out eval_external
+    python scripts/evaluate.py --quick --out eval_quick   # seconds: shipped shapes model,
+                                                          # 12 generated scenes
 
 Writes to --out: `results.json` (mAP, per-class AP, settings), `pr_<class>.png` and
 `pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, `detections.json`, the
@@ -34,6 +36,8 @@ from ssd_core.evaluation.reports import ap_table, plot_pr_curves, write_voc_resu
 logger = logging.getLogger("evaluate")
 
 METRICS = ("voc07", "voc2010", "coco")
+QUICK_MODEL = Path(__file__).resolve().parents[1] / "ssd_core" / "assets" / "ssd7_shapes.keras"
+QUICK_IMAGES, QUICK_SEED, QUICK_SIZE = 12, 5, (192, 320)  # the shipped model's training size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="saved .keras SSD model")
     source.add_argument("--detections", help="JSON list of {image_id, label, score, box} (pixels)")
-    parser.add_argument("--dataset", required=True, help="dataset spec, e.g. voc:data/shapes")
+    source.add_argument(
+        "--quick", action="store_true",
+        help="the shipped shapes model on QUICK_IMAGES scenes generated into OUT/quick_data",
+    )  # fmt: skip
+    parser.add_argument("--dataset", help="dataset spec, e.g. voc:data/shapes (not with --quick)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--metric", choices=METRICS, default="voc07")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="VOC metrics only")
@@ -90,7 +98,25 @@ def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]
     return dataset, detections
 
 
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    """--quick: generate a small shapes test split in OUT/quick_data, evaluate the shipped
+    shapes model on it (its file, not the service's embedded default, which may change)."""
+    from ssd_core.data.shapes import write_shapes_dataset
+
+    height, width = QUICK_SIZE
+    root = write_shapes_dataset(Path(args.out) / "quick_data", num_train=0,
+                                num_test=QUICK_IMAGES, seed=QUICK_SEED, height=height,
+                                width=width)  # fmt: skip
+    return argparse.Namespace(**{**vars(args), "model": str(QUICK_MODEL),
+                                 "dataset": f"voc:{root}", "split": "test"})  # fmt: skip
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args = apply_quick(args)
+    elif not args.dataset:
+        logger.error("--dataset is required (except with --quick)")
+        return 2
     logger.info("configuration: %s", vars(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

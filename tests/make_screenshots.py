@@ -6,8 +6,9 @@ Starts the real service (`python -m service`, the shipped shapes model, free por
 the demo page in headless Chromium, uploads a generated shapes scene and saves
 `demo_page.png`; asks the API for the annotated image of the same scene
 (`render=true`, `Accept: image/png`) and saves `annotated_response.png`; runs
-`scripts/evaluate.py` on a few generated scenes and saves a screenshot of its `index.html`
-as `evaluation_report.png`. Everything is generated here; nothing is downloaded.
+`scripts/evaluate.py --quick` (the shipped model on 12 generated scenes) and saves a
+screenshot of its `index.html` as `evaluation_report.png`. Everything is generated here;
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 import ssd_core
-from ssd_core.data.shapes import render_scene, write_shapes_dataset
+from ssd_core.data.shapes import render_scene
 from tests.browser import REPO, launch_chromium
 
 SHAPES_MODEL = Path(ssd_core.__file__).parent / "assets" / "ssd7_shapes.keras"
@@ -92,13 +93,10 @@ def save_annotated(url: str, image: Path, out: Path) -> None:
 
 
 def shoot_evaluation_report(folder: Path, out: Path) -> None:
-    root = write_shapes_dataset(folder / "shapes", num_train=0, num_test=24, seed=5,
-                                height=192, width=320)  # fmt: skip
     report = folder / "eval"
     subprocess.run(
-        [sys.executable, "scripts/evaluate.py", "--model", str(SHAPES_MODEL),
-         "--dataset", f"voc:{root}", "--split", "test", "--out", str(report),
-         "--gallery", "4", "--no-progress"],
+        [sys.executable, "scripts/evaluate.py", "--quick", "--out", str(report), "--gallery", "4",
+         "--no-progress"],
         cwd=REPO, check=True,
     )  # fmt: skip
     with launch_chromium() as browser:

@@ -120,15 +120,7 @@ def test_gallery_ranks_images_by_errors_and_index_opens_in_a_browser(shapes_root
     for path in gallery:
         with Image.open(path) as image:
             assert image.size == (200, 120)  # the dataset's stored size
-    page = chromium.new_page()
-    errors = watch_console(page)
-    page.goto((out / "index.html").as_uri())
-    page.wait_for_load_state("load")
-    images = page.eval_on_selector_all(
-        "img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
-    )
-    assert images and all(loaded for _, loaded in images), images
-    sources = [src for src, _ in images]
+    page, sources = open_report(chromium, out / "index.html")
     assert sources[0] == "pr_summary.png" and sources[-2:] == [f"gallery/{p.name}" for p in gallery]
     rows = page.eval_on_selector_all("tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
     assert rows == [*SHAPES_CLASSES, "mAP"]
@@ -138,6 +130,38 @@ def test_gallery_ranks_images_by_errors_and_index_opens_in_a_browser(shapes_root
         "test_000001: 0 false positive(s), 1 miss(es), "
         f"{len(truth['test_000001'].boxes) - 1} correct",
     ]
-    page.screenshot(path=ARTIFACTS / "evaluation_index.png", full_page=True)
     page.close()
+
+
+def open_report(chromium, index: Path):
+    """Open `index` in headless Chromium; assert every image loads and nothing goes wrong.
+
+    Returns the page and its image sources in document order."""
+    page = chromium.new_page()
+    errors = watch_console(page)
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    images = page.eval_on_selector_all(
+        "img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
+    )
+    assert images and all(loaded for _, loaded in images), images
     assert errors == []
+    page.screenshot(path=ARTIFACTS / f"evaluation_{index.parent.name}.png", full_page=True)
+    return page, [src for src, _ in images]
+
+
+def test_quick_run_reports_the_shipped_model_with_gallery_and_index(tmp_path, chromium):
+    out = tmp_path / "quick"
+    assert run(["--quick", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_images"] == 12
+    assert results["mAP"] > 0.7  # the shipped model scores ~0.9 on fresh scenes (README)
+    gallery = sorted((out / "gallery").iterdir())
+    assert 1 <= len(gallery) <= 12
+    page, sources = open_report(chromium, out / "index.html")
+    assert sources[-len(gallery) :] == [f"gallery/{p.name}" for p in gallery]
+    page.close()
+
+
+def test_dataset_is_required_without_quick(tmp_path):
+    assert run(["--model", "m.keras", "--out", str(tmp_path)]) == 2
