@@ -123,7 +123,8 @@ def to_pixel_detections(
         classes: keep only these labels; None keeps all.
 
     Returns:
-        Detections sorted by score, boxes clipped to [0, width] x [0, height] pixels.
+        Detections sorted by score, boxes clipped to [0, width] x [0, height] pixels; boxes
+        with no area inside the image are dropped.
     """
     order = np.argsort(-raw.scores, kind="stable")
     scale = np.array([width, height, width, height], dtype=np.float64)
@@ -134,6 +135,11 @@ def to_pixel_detections(
         if score < score_threshold or (classes is not None and label not in classes):
             continue
         box = np.clip(raw.boxes[i].astype(np.float64), 0.0, 1.0) * scale
+        if box[2] <= box[0] or box[3] <= box[1]:
+            # Wholly outside the image: models decoded without clipping (Caffe semantics) can
+            # score such boxes; the face detector's conv8_2/conv9_2 anchors reach 4.5 image
+            # widths out. Nothing of the box is in the image, so it is not a detection.
+            continue
         detections.append(
             Detection(
                 label=label_names[label],

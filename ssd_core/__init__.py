@@ -1,4 +1,4 @@
-"""ssd_core: SSD300 / SSD512 / SSD7 in TensorFlow 2 / Keras 3.
+"""ssd_core: SSD300 / SSD512 / SSD7 (VGG-16, ResNet-10, SSD7 backbones) in TensorFlow 2 / Keras 3.
 
 Public names: `SSDConfig`, `generate_anchors`, `build_model`, box coding and decoding.
 Importing the package registers its custom Keras layers, so `keras.saving.load_model` needs
@@ -6,7 +6,7 @@ nothing else.
 """
 
 from ssd_core.anchors import generate_anchors
-from ssd_core.assets import default_model_path
+from ssd_core.assets import default_model_path, embedded_models
 from ssd_core.box_coder import decode_boxes, encode_boxes
 from ssd_core.config import SSDConfig
 from ssd_core.layers import ImageNormalization, L2Normalization
@@ -19,6 +19,7 @@ __all__ = [
     "L2Normalization",
     "build_model",
     "default_model_path",
+    "embedded_models",
     "to_inference",
     "SSDConfig",
     "generate_anchors",

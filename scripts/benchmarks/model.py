@@ -5,10 +5,15 @@ Examples:
     python scripts/benchmark.py model --preset ssd512_voc --batch-sizes 1 --iterations 5 \\
         --out ssd512.json
     python scripts/benchmark.py model --quick      # SSD7 96x160, batch 1, 2 iterations (tests)
+    # a saved model (trained weights, its own decoder settings), e.g. the embedded face detector
+    python scripts/benchmark.py model --model ssd_core/assets/ssd300_res10_face.keras \\
+        --batch-sizes 1,8
 
 Every measurement runs `--warmup` untimed calls (tracing and XLA compilation happen there), then
 `--iterations` timed calls on the same random uint8 batch; a call ends when its outputs are on
-the host. A mode that fails (e.g. an op XLA cannot compile) is reported, not fatal.
+the host. A mode that fails (e.g. an op XLA cannot compile) is reported, not fatal. The report
+names the model's parameter and anchor counts. With random weights (`--preset`) every class
+score is about 1 / C, so the Caffe decoder runs its worst case; `--model` times real weights.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_core import SSDConfig, build_model, to_inference
+from ssd_core import SSD, SSDConfig, build_model, generate_anchors, to_inference
 
 logger = logging.getLogger("benchmark.model")
 
@@ -38,6 +43,7 @@ QUICK = {"preset": "ssd7", "image_size": "96x160", "batch_sizes": "1", "iteratio
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="ssd300_voc", help="SSDConfig preset name")
+    parser.add_argument("--model", type=Path, help="a saved .keras SSD to time instead of --preset")
     parser.add_argument("--image-size", help="HxW override of the preset input size, e.g. 96x160")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated, e.g. 1,8")
     parser.add_argument("--iterations", type=int, default=10, help="timed calls per measurement")
@@ -95,6 +101,25 @@ def _measure(
     }
 
 
+def _raw_model(args: argparse.Namespace) -> SSD:
+    """The training-mode (raw outputs) model to time: `--model`'s weights, or `--preset`'s."""
+    if args.model is None:
+        overrides = {}
+        if args.image_size:
+            overrides["image_size"] = tuple(int(v) for v in args.image_size.lower().split("x"))
+        return build_model(SSDConfig.preset(args.preset, **overrides))
+    loaded = keras.saving.load_model(args.model)
+    if not isinstance(loaded, SSD):
+        raise SystemExit(f"--model {args.model} is not an ssd_core SSD model")
+    if loaded.mode == "training":
+        return loaded
+    raw = SSD(loaded.ssd_config, decoder=loaded.decoder, **loaded.decoder_options)
+    for layer in raw.layers:
+        if layer.weights:
+            layer.set_weights(loaded.get_layer(layer.name).get_weights())
+    return raw
+
+
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """The results as a markdown table, one row per (model, mode, batch size)."""
     lines = [
@@ -131,11 +156,8 @@ def main(args: argparse.Namespace) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     logger.info("model benchmark: %s", {**vars(args), "out": str(args.out)})
 
-    overrides = {}
-    if args.image_size:
-        overrides["image_size"] = tuple(int(v) for v in args.image_size.lower().split("x"))
-    config = SSDConfig.preset(args.preset, **overrides)
-    raw = build_model(config)
+    raw = _raw_model(args)
+    config = raw.ssd_config
     models = {"raw": raw, "decoded": to_inference(raw, decoder=args.decoder)}
     results = [
         _measure(models[name], name, mode, batch, args)
@@ -144,7 +166,11 @@ def main(args: argparse.Namespace) -> int:
         for batch in batch_sizes
     ]
     report = {
-        "preset": args.preset,
+        "preset": args.preset if args.model is None else None,
+        "model_file": None if args.model is None else str(args.model),
+        "config": config.name,
+        "parameters": raw.count_params(),
+        "anchors": len(generate_anchors(config)),
         "image_size": list(config.image_size),
         "decoder": args.decoder,
         "iterations": args.iterations,
@@ -153,7 +179,10 @@ def main(args: argparse.Namespace) -> int:
         "results": results,
     }
     height, width = config.image_size
-    print(f"{args.preset} {height}x{width}, decoder {args.decoder}, {args.iterations} iterations")
+    print(
+        f"{config.name} {height}x{width}, {report['parameters']:,} parameters, "
+        f"{report['anchors']} anchors, decoder {args.decoder}, {args.iterations} iterations"
+    )
     print(markdown_table(results))
     if args.out is not None:
         args.out.write_text(json.dumps(report, indent=2))

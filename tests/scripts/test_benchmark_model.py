@@ -48,3 +48,10 @@ def test_quick_model_benchmark_json_has_positive_throughput_for_every_mode(quick
         assert row["images_per_second"] > 0
         # images/s and ms/batch are two views of the same timing (batch size 1).
         assert row["images_per_second"] == pytest.approx(1000.0 / row["ms_per_batch"])
+
+
+def test_quick_model_benchmark_reports_parameters_and_anchors(quick_run):
+    _, report = quick_run
+    assert report["parameters"] == 213_904  # SSD7 with the 6 shape classes (README)
+    # 96x160: feature maps 12x20, 6x10, 3x5, 1x2 with 4 boxes each.
+    assert report["anchors"] == (240 + 60 + 15 + 2) * 4

@@ -37,6 +37,19 @@ def test_boxes_scale_to_pixels_sorted_by_score_and_clipped():
     assert detections[1].box == pytest.approx((20.0, 20.0, 100.0, 60.0))
 
 
+def test_boxes_wholly_outside_the_image_are_not_detections():
+    raw = RawDetections(
+        boxes=np.array(
+            [[4.1, 4.0, 4.8, 4.9], [0.2, 1.5, 0.6, 2.0], [0.9, 0.9, 1.3, 1.4]], np.float32
+        ),
+        scores=np.array([0.93, 0.8, 0.7], np.float32),
+        classes=np.array([1, 1, 2], np.int32),
+    )
+    options = {"width": 200, "height": 100, "label_names": LABELS, "score_threshold": 0.3}
+    [inside] = to_pixel_detections(raw, max_detections=10, **options)
+    assert (inside.label, inside.box) == ("dog", pytest.approx((180.0, 90.0, 200.0, 100.0)))
+
+
 def test_score_threshold_class_filter_and_max_detections():
     assert [d.score for d in convert(score_threshold=0.1)] == pytest.approx([0.9, 0.5, 0.2])
     assert [d.label for d in convert(score_threshold=0.1, classes=frozenset({1}))] == ["cat"] * 2

@@ -70,3 +70,9 @@ def test_unknown_extra_layers_are_refused_with_the_known_ones():
     config = SSDConfig.preset("ssd300_voc").replace(extra_layers="ssd600")
     with pytest.raises(ValueError, match=r"extra_layers \['ssd300', 'ssd512'\]"):
         feature_map_sizes(config)
+
+
+def test_res10_face_model_has_the_parameter_count_of_the_caffemodel():
+    # 2,662,666 values in res10_300x300_ssd_iter_140000.caffemodel, less the moving-average
+    # factor of its 10 BatchNorm layers, which the conversion divides out.
+    assert build_model(SSDConfig.preset("ssd300_res10_face")).count_params() == 2_662_656

@@ -1,5 +1,6 @@
-"""The shipped default model finds clear shapes in freshly generated scenes (not its training
-set: a seed the training and test splits never use)."""
+"""The shipped SSD7 shapes model (embedded name "shapes"; the default model is the face
+detector, tests/ssd_core/test_face_asset.py) finds clear shapes in freshly generated scenes
+(not its training set: a seed the training and test splits never use)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ SCORE_THRESHOLD = 0.3
 
 @pytest.fixture(scope="module")
 def model():
-    path = ssd_core.default_model_path()
-    assert path.exists(), f"the default model is missing at {path}"
+    path = ssd_core.embedded_models()["shapes"]
+    assert path.exists(), f"the shapes model is missing at {path}"
     loaded = keras.saving.load_model(path)
     return ssd_core.to_inference(loaded) if loaded.mode != "inference" else loaded
 
@@ -52,12 +53,12 @@ def clear_objects(scene) -> list[tuple[np.ndarray, int]]:
     return [(boxes[i], int(scene.labels[i])) for i in np.flatnonzero(clear)]
 
 
-def test_default_model_is_an_ssd7_for_the_shapes_classes(model) -> None:
+def test_shapes_model_is_an_ssd7_for_the_shapes_classes(model) -> None:
     assert model.ssd_config.backbone == "ssd7"
     assert model.ssd_config.class_names == ssd_core.presets.SHAPES_CLASSES
 
 
-def test_default_model_finds_clear_shapes_in_fresh_scenes(model) -> None:
+def test_shapes_model_finds_clear_shapes_in_fresh_scenes(model) -> None:
     found, total, correct_detections, detections = 0, 0, 0, 0
     for index in range(NUM_SCENES):
         scene = render_scene(np.random.default_rng([FRESH_SEED, index]), 192, 320)
