@@ -110,7 +110,9 @@ class ModelResponse(BaseModel):
     )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain `def` dependency in its thread pool: a thread hop per
+    # request, and up to 40 extra threads that stay after a flood.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -418,7 +420,14 @@ async def _cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     drop the request (a decode already running finishes, its result unused).
     """
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    await asyncio.sleep(0)  # the watcher's first receive() returns at once if the client left
+    # A client that sent its request and hung up has its end-of-stream waiting in the socket:
+    # reading it, closing the transport and marking the request disconnected take the event
+    # loop three turns. Waiting for them here keeps such requests out of the decode pool and
+    # the queue slots, where a flood of them would crowd out live clients.
+    for _ in range(3):
+        await asyncio.sleep(0)
+        if watcher.done():
+            break
     if watcher.done():
         _close_unstarted(work)
         raise ClientGoneError("client disconnected before the response was ready")

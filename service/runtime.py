@@ -28,6 +28,7 @@ from service.detector import (
 from service.errors import InvalidParameterError, NotServingError
 from service.images import DecodedImage, prepare_image
 from service.log_limits import EventSummary
+from service.memory import IdleTrimmer
 from service.metrics import ServiceMetrics
 from service.params import resolve_classes
 from service.settings import Settings
@@ -82,6 +83,11 @@ class Runtime:
         self._accepting = True
         self._ready = False
         self._in_flight = 0
+        self._accepted = 0  # requests that entered the request path, ever
+        self._trimmer = IdleTrimmer(
+            activity=lambda: self._accepted + self.abandoned.total,
+            in_flight=lambda: self._in_flight,
+        )
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -104,6 +110,7 @@ class Runtime:
         await run_in_daemon_thread(lambda: detector.warm_up(batcher.batch_sizes))
         self.detector, self.batcher = detector, batcher
         batcher.start()
+        self._trimmer.start()
         self._ready = True
         logger.info("ready: serving %s version %s", detector.name, detector.version)
 
@@ -119,6 +126,7 @@ class Runtime:
             await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
         except TimeoutError:
             logger.warning("drain timed out with %d requests in flight", self._in_flight)
+        self._trimmer.stop()
         if self.batcher is not None:
             await self.batcher.close(timeout_s=1.0)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
@@ -221,6 +229,7 @@ class Runtime:
 
     def _enter(self) -> None:
         self._in_flight += 1
+        self._accepted += 1
         self.metrics.in_flight.set(self._in_flight)
         self._idle.clear()
 

@@ -1,0 +1,1 @@
+"""The pieces of `scripts/stress.py`: the service process, the hostile clients, the scenarios."""

@@ -1,0 +1,121 @@
+"""The service under test: `python -m service` on free loopback ports, with its resources read
+from /proc (RSS, open file descriptors, threads) and its Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """`python -m service` with `settings` (SSD_* names without the prefix); SIGTERM on exit.
+
+    Its stdout and stderr go to `log_path`, which the scenarios read for tracebacks.
+    """
+
+    def __init__(self, settings: dict[str, Any], log_path: Path) -> None:
+        self.host = "127.0.0.1"
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.env = {
+            **os.environ,
+            "SSD_HOST": self.host,
+            "SSD_HTTP_PORT": str(self.http_port),
+            "SSD_GRPC_PORT": str(self.grpc_port),
+            "SSD_LOG_LEVEL": "INFO",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **{f"SSD_{name.upper()}": str(value) for name, value in settings.items()},
+        }
+        self.log_path = log_path
+        self.grpc_target = f"{self.host}:{self.grpc_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def __enter__(self) -> ServiceProcess:
+        from stressing.clients import http_request
+
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        end = time.monotonic() + 300
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"service exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            status, _, _ = http_request(self.host, self.http_port, "GET", "/readyz", timeout=1)
+            if status == 200:
+                return self
+            time.sleep(0.25)
+        raise RuntimeError("service did not become ready within 300 s")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_mb(self) -> float:
+        """Resident set size of the service process, MiB."""
+        return self._status_field("VmRSS") / 1024.0
+
+    def threads(self) -> int:
+        return int(self._status_field("Threads"))
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def _status_field(self, name: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return float(line.split()[1])
+        raise RuntimeError(f"no {name} in /proc/{self.pid}/status")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, keyed by (name, sorted labels)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        from stressing.clients import http_request
+
+        status, body, _ = http_request(self.host, self.http_port, "GET", "/metrics", timeout=10)
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")

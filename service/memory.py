@@ -1,0 +1,78 @@
+"""Give memory freed after a burst back to the operating system.
+
+glibc's allocator keeps freed heap pages for reuse, so after a flood of requests (bodies,
+decoded images, connection buffers) the resident size stays near its peak although the memory
+is free. `malloc_trim(0)` returns it. `IdleTrimmer` calls it when the service has gone quiet
+after serving requests: never on a busy service (trimming costs a few ms of allocator time),
+at most once per `interval_s`. On a C library without `malloc_trim` it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_free_memory() -> bool:
+    """Return free heap memory to the OS; False when the C library cannot."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+class IdleTrimmer:
+    """Every `interval_s`, trim once if requests were served since the last look and none is
+    in flight now.
+
+    Args:
+        activity: a counter that grows with every request (e.g. requests accepted).
+        in_flight: requests being served now.
+    """
+
+    def __init__(
+        self, activity: Callable[[], int], in_flight: Callable[[], int], interval_s: float = 2.0
+    ) -> None:
+        self._activity = activity
+        self._in_flight = in_flight
+        self.interval_s = interval_s
+        self.trims = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and _MALLOC_TRIM is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="idle-trim")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        seen = self._activity()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            now = self._activity()
+            if now != seen and self._in_flight() == 0:
+                await asyncio.to_thread(release_free_memory)
+                self.trims += 1
+            seen = now
