@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -450,7 +450,7 @@ def _close_unstarted(work: Awaitable[Any]) -> None:
 
 
 async def _wait_for_disconnect(request: Request) -> None:
-    receive: Callable[[], Awaitable[dict[str, Any]]] = request.receive
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]] = request.receive
     while (await receive())["type"] != "http.disconnect":
         pass
 
