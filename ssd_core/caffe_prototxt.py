@@ -287,7 +287,10 @@ def _recognise_backbone(
     candidates = []
     for name in BACKBONE_NAMES:
         for layout in get_backbone(name).layouts:
-            known = geometry(name, layout, net.input_size)
+            try:
+                known = geometry(name, layout, net.input_size)
+            except ValueError:  # this backbone cannot take the net's input size
+                continue
             overlap = len(weighted & set(known.weighted))
             exact = weighted == set(known.weighted)
             candidates.append((exact, overlap, len(known.weighted), name, layout, known))
