@@ -33,6 +33,7 @@ from service.errors import (
 from service.http_body import body_kind, declared_length, max_body_bytes, read_image
 from service.in_flight import InFlightBudget
 from service.metrics import CONTENT_TYPE
+from service.oip_http import oip_router
 from service.params import split_class_list
 from service.render import RENDER_TYPES, render_detections, response_type
 from service.runtime import DetectParams, DetectResult, Runtime
@@ -321,6 +322,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(detect_router)
     app.include_router(ops_router)
+    app.include_router(oip_router)
     mount_demo(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -194,11 +194,17 @@ def test_readyz_is_not_ready_before_the_model_loads(oracle_detector):
     runtime = Runtime(make_settings(), loader=lambda: oracle_detector)  # never started
     assert _asgi_get(runtime, "/readyz").status_code == 503
     assert _asgi_get(runtime, "/healthz").status_code == 200
+    ready = _asgi_get(runtime, "/v2/health/ready")
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    live = _asgi_get(runtime, "/v2/health/live")
+    assert (live.status_code, live.json()) == (200, {"live": True})
 
 
 def test_readyz_turns_false_on_shutdown(oracle_detector):
     runtime = Runtime(make_settings(), loader=lambda: oracle_detector)
     asyncio.run(runtime.start())
     assert _asgi_get(runtime, "/readyz").status_code == 200
+    assert _asgi_get(runtime, "/v2/health/ready").json() == {"ready": True}
     runtime.begin_shutdown()
     assert _asgi_get(runtime, "/readyz").status_code == 503
+    assert _asgi_get(runtime, "/v2/health/ready").status_code == 503
