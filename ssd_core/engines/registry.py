@@ -1,0 +1,145 @@
+"""Engines by name, which ones this host can run, and the `auto` rule.
+
+Names: `tf`, `tf-xla`, `onnxruntime`, `openvino`, and `auto`:
+
+- on a GPU: `tf-xla`, in float16 mixed precision where the GPU has tensor cores (compute
+  capability >= 7.0), else fp32 (not measured here: this project's machines have no GPU);
+- on a CPU: the first installed of `openvino`, `onnxruntime`, `tf`, the order measured on the
+  project's 2-core AVX-512 Xeon (README, "Engines"); in bf16 only where the CPU has AMX
+  (`amx_bf16` in /proc/cpuinfo), where OpenVINO's bf16 was measured 2.6x its fp32, else fp32.
+
+A precision given explicitly (not "auto") always wins over the rule.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssd_core.engines.base import Engine, EngineUnavailableError
+from ssd_core.engines.cache import ArtifactCache
+from ssd_core.model import SSD
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("tf", "tf-xla", "onnxruntime", "openvino")
+ENGINE_CHOICES = ("auto", *ENGINES)
+# The optional packages each engine needs (all of them: conversion + runtime).
+REQUIREMENTS = {
+    "tf": (),
+    "tf-xla": (),
+    "onnxruntime": ("tf2onnx", "onnxruntime"),
+    "openvino": ("tf2onnx", "openvino"),
+}
+EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
+CPU_PREFERENCE = ("openvino", "onnxruntime", "tf")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """A resolved engine name and precision."""
+
+    engine: str
+    precision: str
+
+
+def missing_packages(engine: str) -> list[str]:
+    """The optional packages `engine` needs that are not installed (empty: it can run)."""
+    if engine not in REQUIREMENTS:
+        raise ValueError(f"engine must be one of {ENGINE_CHOICES}, got {engine!r}")
+    return [name for name in REQUIREMENTS[engine] if importlib.util.find_spec(name) is None]
+
+
+def check_available(engine: str) -> None:
+    """Raise `EngineUnavailableError` (naming the extra to install) unless `engine` can run here."""
+    if engine == "auto":
+        return
+    missing = missing_packages(engine)
+    if missing:
+        extra = EXTRAS[engine]
+        raise EngineUnavailableError(
+            f"engine {engine!r} needs {', '.join(missing)}, not installed: "
+            f"pip install -e '.[{extra}]'"
+        )
+
+
+def available_engines() -> list[str]:
+    """The engines whose packages are installed, in `ENGINES` order."""
+    return [engine for engine in ENGINES if not missing_packages(engine)]
+
+
+def cpu_has_amx() -> bool:
+    """True if the CPU reports AMX bf16 tiles (`amx_bf16` in /proc/cpuinfo flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(" amx_bf16" in line for line in text.splitlines() if line.startswith("flags"))
+
+
+def resolve(engine: str, precision: str = "auto") -> EngineChoice:
+    """The concrete engine and precision of a requested (engine, precision).
+
+    `precision="auto"` is fp32 for a named engine and the rule of the module docstring for
+    `engine="auto"`.
+    """
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"engine must be one of {ENGINE_CHOICES}, got {engine!r}")
+    if engine != "auto":
+        return EngineChoice(engine, "fp32" if precision == "auto" else precision)
+    import tensorflow as tf
+
+    from ssd_core.engines.tf_engine import gpu_has_tensor_cores
+
+    if tf.config.list_physical_devices("GPU"):
+        automatic = "float16" if gpu_has_tensor_cores() else "fp32"
+        return EngineChoice("tf-xla", automatic if precision == "auto" else precision)
+    installed = available_engines()
+    chosen = next(name for name in CPU_PREFERENCE if name in installed)
+    if precision != "auto":
+        return EngineChoice(chosen, precision)
+    bf16 = cpu_has_amx() and chosen == "openvino"
+    return EngineChoice(chosen, "bf16" if bf16 else "fp32")
+
+
+def create_engine(
+    model: SSD,
+    engine: str = "tf",
+    precision: str = "auto",
+    *,
+    model_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> Engine:
+    """The engine that runs the inference-mode `model`.
+
+    Args:
+        model: an inference-mode SSD (`ssd_core.to_inference` makes one).
+        engine: one of `ENGINE_CHOICES`.
+        precision: "auto" (see `resolve`) or one of `ssd_core.engines.PRECISIONS`.
+        model_path: the `.keras` file `model` came from: the cache key of converted networks.
+        cache_dir: where converted networks go when the model's folder is not writable.
+
+    Raises:
+        EngineUnavailableError: the engine's packages or its quantised network are missing.
+        ValueError: an unknown engine or a precision the engine does not run.
+    """
+    if not isinstance(model, SSD) or model.mode != "inference":
+        raise ValueError("engines run an inference-mode ssd_core SSD (see to_inference)")
+    choice = resolve(engine, precision)
+    check_available(choice.engine)
+    logger.info("engine %s: %s %s", engine, choice.engine, choice.precision)
+    if choice.engine in ("tf", "tf-xla"):
+        from ssd_core.engines.tf_engine import TFEngine, XLAEngine
+
+        cls = TFEngine if choice.engine == "tf" else XLAEngine
+        return cls(model, choice.precision)
+    cache = ArtifactCache(model, model_path, Path(cache_dir) if cache_dir else None)
+    if choice.engine == "onnxruntime":
+        from ssd_core.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(model, cache, choice.precision)
+    from ssd_core.engines.openvino_engine import OpenVINOEngine
+
+    return OpenVINOEngine(model, cache, choice.precision)
