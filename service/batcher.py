@@ -35,7 +35,7 @@ from service.errors import (
     NotServingError,
     OverloadedError,
 )
-from service.metrics import ServiceMetrics
+from service.metrics import ModelMetrics, ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class DynamicBatcher(Generic[R]):
         max_batch_delay_s: longest time the oldest request waits for the batch to fill.
         max_queue_size: requests admitted (decoding or queued) beyond which a new request is
             refused with `OverloadedError`.
-        metrics: where queue depth, queue wait, batch size and inference time go.
+        metrics: where queue depth, queue wait, batch size and inference time go (one model
+            version's view); None: an unlabelled view of a registry of its own.
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class DynamicBatcher(Generic[R]):
         max_batch_size: int,
         max_batch_delay_s: float,
         max_queue_size: int,
-        metrics: ServiceMetrics | None = None,
+        metrics: ModelMetrics | None = None,
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
@@ -119,7 +120,7 @@ class DynamicBatcher(Generic[R]):
         self.max_batch_delay_s = max_batch_delay_s
         self.max_queue_size = max_queue_size
         self.batch_sizes = padded_batch_sizes(max_batch_size)
-        self.metrics = metrics or ServiceMetrics()
+        self.metrics = metrics or ServiceMetrics().for_model("", "")
         self._queue: collections.deque[_Request[R]] = collections.deque()
         self._slots = asyncio.Semaphore(max_queue_size)
         self._wakeup = asyncio.Event()
@@ -298,8 +299,9 @@ class DynamicBatcher(Generic[R]):
                 _resolve(request.future, error=InferenceFailedError(_INFERENCE_FAILED))
             return
         finally:
-            self.metrics.inference_time.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(batch))
+            elapsed_s = time.perf_counter() - started
+            self.metrics.inference_time.observe(elapsed_s)
+        self.metrics.observe_batch(len(batch), elapsed_s)
         for request, result in zip(batch, results, strict=False):
             _resolve(request.future, result=result)
 

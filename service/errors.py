@@ -61,6 +61,20 @@ class InvalidParameterError(ServiceError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class ModelNotFoundError(ServiceError):
+    """The request names a model (or version) the repository does not serve."""
+
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class ModelLoadError(ServiceError):
+    """A model version failed to load; the version serving before (if any) still serves."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
 class OverloadedError(ServiceError):
     """The batcher's queue is full; retry after `retry_after_s`."""
 

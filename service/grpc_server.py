@@ -94,7 +94,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self, request: detector_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.ModelInfo:
         try:
-            info = self.runtime.model_info()
+            info = self.runtime.model_info(request.model or None)
         except ServiceError as error:
             await context.abort(error.grpc_code, error.message)
         return detector_pb2.ModelInfo(
@@ -142,20 +142,33 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         started = time.perf_counter()
         try:
             result = await self.runtime.detect(
-                request.image, _params(request), timeout_s=context.time_remaining(), paced=paced
+                request.image,
+                _params(request),
+                timeout_s=context.time_remaining(),
+                paced=paced,
+                model=request.model or None,
             )
         except ServiceError as error:
-            self._observe(error.grpc_code, started)
+            self._observe(error.grpc_code, started, request.model)
             raise
         except asyncio.CancelledError:  # the client cancelled or went away
-            self._observe(grpc.StatusCode.CANCELLED, started)
+            self._observe(grpc.StatusCode.CANCELLED, started, request.model)
             self.runtime.abandoned.record("grpc")
             raise
-        self._observe(grpc.StatusCode.OK, started)
+        self.runtime.metrics.observe_request(
+            "grpc",
+            grpc.StatusCode.OK.name,
+            time.perf_counter() - started,
+            result.model_name,
+            result.repository_version,
+        )
         return result
 
-    def _observe(self, code: grpc.StatusCode, started: float) -> None:
-        self.runtime.metrics.observe_request("grpc", code.name, time.perf_counter() - started)
+    def _observe(self, code: grpc.StatusCode, started: float, model: str = "") -> None:
+        labels = self.runtime.model_labels(model or None)
+        self.runtime.metrics.observe_request(
+            "grpc", code.name, time.perf_counter() - started, *labels
+        )
 
 
 def build_server(

@@ -90,6 +90,7 @@ _DETECT_ERRORS = _errors(
         408: "The body did not arrive within SSD_HTTP_BODY_TIMEOUT_S.",
         413: "Over the byte, pixel or decoded-size limit.",
         415: "Content type neither multipart/form-data nor image/*.",
+        404: "No model of that name is loaded (model=).",
         422: "A bad parameter (range, type, unknown class).",
         499: "The client went away before the answer (logged, rarely seen by a client).",
         500: "The forward pass of the request's batch failed.",
@@ -175,6 +176,10 @@ async def detect(
     classes: Annotated[
         str | None, Query(description="Comma-separated class names or label ids to keep.")
     ] = None,
+    model: Annotated[
+        str | None,
+        Query(description="Repository model to use; unset: SSD_DEFAULT_MODEL (GET /v2/models)."),
+    ] = None,
     render: Annotated[
         bool | None,
         Query(
@@ -207,7 +212,7 @@ async def detect(
             media_type = response_type(render, request.headers.get("accept"), data)
             # A rendering request keeps its upload to draw on; others leave it to the runtime.
             upload = data if media_type is not None else None
-            work = runtime.detect(data, params)
+            work = runtime.detect(data, params, model=model)
             del data  # only the runtime holds the body now, and drops it once it is decoded
             result = await _cancel_on_disconnect(request, work)
             image = None
@@ -218,16 +223,22 @@ async def detect(
                 )  # fmt: skip
     except ClientGoneError as error:
         # Nobody reads this answer; counted (499) and summarised once per second, no traceback.
-        runtime.metrics.observe_request("http", "499", time.perf_counter() - started)
+        labels = runtime.model_labels(model)
+        runtime.metrics.observe_request("http", "499", time.perf_counter() - started, *labels)
         runtime.abandoned.record("http")
         return error_response(error, close_connection=body.close_after_error())
     except ServiceError as error:
         runtime.metrics.observe_request(
-            "http", str(error.http_status), time.perf_counter() - started
+            "http",
+            str(error.http_status),
+            time.perf_counter() - started,
+            *runtime.model_labels(model),
         )
         return error_response(error, close_connection=body.close_after_error())
     elapsed_s = time.perf_counter() - started
-    runtime.metrics.observe_request("http", "200", elapsed_s)
+    runtime.metrics.observe_request(
+        "http", "200", elapsed_s, result.model_name, result.repository_version
+    )
     # The W3C Server-Timing header: the demo page shows it, browsers' dev tools chart it.
     timing = {"Server-Timing": f"detect;dur={elapsed_s * 1000:.1f}"}
     if image is not None and media_type is not None:
@@ -272,12 +283,15 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 @ops_router.get(
     "/model",
     response_model=ModelResponse,
-    responses=_errors({503: "The model is not loaded yet."}),
+    responses=_errors({404: "No model of that name is loaded.", 503: "Not loaded yet."}),
 )
-async def model(runtime: RuntimeDep) -> ModelResponse | JSONResponse:
-    """The served model: name, version, classes, input size, configuration."""
+async def model(
+    runtime: RuntimeDep,
+    model: Annotated[str | None, Query(description="Repository model; unset: the default.")] = None,
+) -> ModelResponse | JSONResponse:
+    """A served model: name, version, classes, input size, configuration."""
     try:
-        info = runtime.model_info()
+        info = runtime.model_info(model)
     except ServiceError as error:
         return error_response(error)
     if not runtime.settings.expose_model_config:

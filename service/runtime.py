@@ -1,9 +1,12 @@
-"""What both protocols share: the loaded detector, the batcher, the decode pool and the state.
+"""What every protocol shares: the model repository (a detector and a batcher per loaded model
+version), the decode pool and the lifecycle state.
 
-`Runtime.detect` is the one request path (decode in the worker pool, batch, scale boxes); the
-HTTP app and the gRPC servicer only translate their wire formats to and from it.
-Lifecycle: `start()` loads and warms up the model, then `ready` turns true; `begin_shutdown()`
-turns `ready` false and refuses new requests; `drain()` waits for accepted ones to finish.
+`Runtime.detect` is the one request path (route to a model version, decode in the worker
+pool, batch, scale boxes); the HTTP apps and the gRPC servicers only translate their wire
+formats to and from it, so all protocols share each model's batches.
+Lifecycle: `start()` loads and warms up the repository's models, then `ready` turns true;
+`begin_shutdown()` turns `ready` false and refuses new requests; `drain()` waits for accepted
+ones to finish.
 """
 
 from __future__ import annotations
@@ -18,21 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.batcher import DynamicBatcher
-from service.detector import (
-    Detection,
-    Detector,
-    RawDetections,
-    load_detector,
-    to_pixel_detections,
-)
-from service.errors import InvalidParameterError, NotServingError
+from service.detector import Detection, Detector, RawDetections, to_pixel_detections
+from service.errors import InvalidParameterError, NotServingError, ServiceError
 from service.images import DecodedImage, prepare_image
 from service.log_limits import EventSummary
 from service.memory import IdleTrimmer
 from service.metrics import ServiceMetrics
 from service.params import resolve_classes
+from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
 from service.settings import Settings
-from service.startup import run_in_daemon_thread
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +48,28 @@ class DetectParams:
 
 @dataclass(frozen=True)
 class DetectResult:
-    """Detections of one image, boxes in its original pixels, sorted by score."""
+    """Detections of one image, boxes in its original pixels, sorted by score.
+
+    `model_name` is the repository name; `model_version` the detector's version (file hash,
+    `SSD_MODEL_VERSION`, or the repository version folder); `repository_version` the version
+    in the repository ("1" for a single model file).
+    """
 
     model_name: str
     model_version: str
     width: int
     height: int
     detections: list[Detection]
+    repository_version: str = "1"
 
 
 class Runtime:
-    """One model, one batcher and one decode pool, shared by every protocol.
+    """The model repository and one decode pool, shared by every protocol.
 
     Args:
-        settings: the service settings.
-        loader: builds the `Detector` (blocking; run in a thread). Default: load
-            `settings.model_path` or the embedded model. Tests pass a small model here.
+        settings: the service settings (`SSD_MODEL_REPOSITORY`, `SSD_MODEL_PATH`, ...).
+        loader: builds the only `Detector` to serve (blocking; run in a thread), named by its
+            config. Default: the repository the settings name. Tests pass a small model here.
     """
 
     def __init__(self, settings: Settings, loader: Callable[[], Detector] | None = None) -> None:
@@ -74,14 +77,9 @@ class Runtime:
         self.metrics = ServiceMetrics()
         # Clients that went away: one summary line per second, never a line per request.
         self.abandoned = EventSummary(logger, "requests dropped: client went away")
-        self._loader = loader or (
-            lambda: load_detector(settings.model_path, settings.model_version)
-        )
-        self.detector: Detector | None = None
-        self.batcher: DynamicBatcher[RawDetections] | None = None
+        self.repository: ModelRepository = repository_for(settings, self.metrics, loader)
         self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._accepting = True
-        self._ready = False
         self._in_flight = 0
         self._accepted = 0  # requests that entered the request path, ever
         self._trimmer = IdleTrimmer(
@@ -90,29 +88,42 @@ class Runtime:
         )
         self._idle = asyncio.Event()
         self._idle.set()
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        """Model loaded, every padded batch size warmed up, not shutting down."""
-        return self._ready and self._accepting
+        """Every model that should be loaded is loaded and warmed up; not shutting down."""
+        return self.repository.ready and self._accepting
+
+    @property
+    def detector(self) -> Detector | None:
+        """The default model's serving detector (None before it is loaded)."""
+        current = self._default_version()
+        return None if current is None else current.detector
+
+    @property
+    def batcher(self) -> DynamicBatcher[RawDetections] | None:
+        """The default model's serving batcher (None before it is loaded)."""
+        current = self._default_version()
+        return None if current is None else current.batcher
+
+    def _default_version(self) -> ModelVersion | None:
+        try:
+            return self.repository.route(None)
+        except ServiceError:
+            return None
 
     async def start(self) -> None:
-        """Load and warm up the model off the event loop, then start batching."""
-        # Daemon threads: SIGTERM during a long load must not wait for it to finish.
-        detector = await run_in_daemon_thread(self._loader)
-        batcher = DynamicBatcher(
-            detector.predict_batch,
-            max_batch_size=self.settings.max_batch_size,
-            max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
-            max_queue_size=self.settings.max_queue_size,
-            metrics=self.metrics,
-        )
-        await run_in_daemon_thread(lambda: detector.warm_up(batcher.batch_sizes))
-        self.detector, self.batcher = detector, batcher
-        batcher.start()
+        """Load and warm up the repository's models off the event loop, then serve."""
+        await self.repository.start()
         self._trimmer.start()
-        self._ready = True
-        logger.info("ready: serving %s version %s", detector.name, detector.version)
+        period = self.settings.repository_poll_s
+        if period > 0 and isinstance(self.repository.catalogue, DirectoryCatalogue):
+            self._poller = asyncio.get_running_loop().create_task(
+                self.repository.poll_forever(period), name="repository-poll"
+            )
+        for model in self.repository.loaded():
+            logger.info("ready: serving %s version %s", model.name, model.version)
 
     def begin_shutdown(self) -> None:
         """Readiness false; new requests get `NotServingError`."""
@@ -127,8 +138,9 @@ class Runtime:
         except TimeoutError:
             logger.warning("drain timed out with %d requests in flight", self._in_flight)
         self._trimmer.stop()
-        if self.batcher is not None:
-            await self.batcher.close(timeout_s=1.0)
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.repository.close()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def detect(
@@ -138,6 +150,8 @@ class Runtime:
         timeout_s: float | None = None,
         *,
         paced: bool = False,
+        model: str | None = None,
+        version: str | None = None,
     ) -> DetectResult:
         """Detect objects in one encoded image.
 
@@ -147,19 +161,23 @@ class Runtime:
             timeout_s: time left for the request; capped by `settings.request_timeout_s`.
             paced: an item of a paced stream: wait (until the deadline) for room in the queue
                 instead of being refused when it is full.
+            model: repository model name; None: `SSD_DEFAULT_MODEL`.
+            version: repository version; None: the one serving now.
         Raises:
             ServiceError subclasses (see `service.errors`), mapped to a status by the caller.
         """
-        if not self.ready or self.detector is None or self.batcher is None:
+        if not self.ready:
             raise NotServingError(
                 "service is shutting down" if not self._accepting else "model is not loaded yet"
             )
-        detector, batcher = self.detector, self.batcher
+        # Routed once: a reload switching versions meanwhile leaves this request where it is.
+        target = self.repository.route(model, version)
+        detector, batcher = target.detector, target.batcher
         score_threshold, max_detections, classes = self._resolve_params(params, detector)
         loop = asyncio.get_running_loop()
         timeout = self.settings.request_timeout_s
         deadline = loop.time() + (timeout if timeout_s is None else min(timeout, timeout_s))
-        self._enter()
+        self._enter(target)
         try:
             # The queue slot is taken before decoding: a full service refuses in microseconds.
             async with batcher.admission(wait_until=deadline if paced else None) as admission:
@@ -167,7 +185,7 @@ class Runtime:
                 del data  # the caller's bytes may be freed while the request waits for its batch
                 raw = await batcher.submit(image.pixels, deadline, admission)
         finally:
-            self._leave()
+            self._leave(target)
         detections = to_pixel_detections(
             raw,
             width=image.width,
@@ -177,7 +195,22 @@ class Runtime:
             max_detections=max_detections,
             classes=classes,
         )
-        return DetectResult(detector.name, detector.version, image.width, image.height, detections)
+        return DetectResult(
+            target.name,
+            detector.version,
+            image.width,
+            image.height,
+            detections,
+            repository_version=target.version,
+        )
+
+    def model_labels(self, model: str | None) -> tuple[str, str]:
+        """(name, version) metric labels of the version serving `model` now, else ("", "")."""
+        try:
+            target = self.repository.route(model)
+        except ServiceError:
+            return "", ""
+        return target.name, target.version
 
     async def _decode(self, data: bytes, detector: Detector, deadline: float) -> DecodedImage:
         """`prepare_image` in the decode pool (a cancelled request's queued decode never runs,
@@ -198,14 +231,15 @@ class Runtime:
             ),
         )
 
-    def model_info(self) -> dict[str, Any]:
-        """Name, version, classes, input size and the full config of the served model."""
-        if self.detector is None:
+    def model_info(self, model: str | None = None) -> dict[str, Any]:
+        """Name, version, classes, input size and the full config of a served model."""
+        if not self.repository.started:
             raise NotServingError("model is not loaded yet")
-        config = self.detector.config
+        target = self.repository.route(model)
+        config = target.detector.config
         return {
-            "name": self.detector.name,
-            "version": self.detector.version,
+            "name": target.name,
+            "version": target.detector.version,
             "class_names": list(config.class_names),
             "input_height": config.image_size[0],
             "input_width": config.image_size[1],
@@ -227,13 +261,15 @@ class Runtime:
             raise InvalidParameterError(f"max_detections must be >= 1, got {count}")
         return score, count, resolve_classes(params.classes, detector.config.label_names)
 
-    def _enter(self) -> None:
+    def _enter(self, target: ModelVersion) -> None:
+        target.enter()
         self._in_flight += 1
         self._accepted += 1
         self.metrics.in_flight.set(self._in_flight)
         self._idle.clear()
 
-    def _leave(self) -> None:
+    def _leave(self, target: ModelVersion) -> None:
+        target.leave()
         self._in_flight -= 1
         self.metrics.in_flight.set(self._in_flight)
         if self._in_flight == 0:

@@ -69,6 +69,22 @@ class Settings(BaseSettings):
     model_version: str | None = Field(
         default=None, description="Version string reported to clients; unset: file hash."
     )
+    model_repository: Path | None = Field(
+        default=None,
+        description="A model repository DIR/<name>/<version>/model.keras (Triton layout); "
+        "unset: SSD_MODEL_PATH, else the embedded models (face, shapes).",
+    )
+    default_model: str | None = Field(
+        default=None,
+        description="Model that /detect and Detect serve when a request names none; unset: "
+        "face (else shapes) for the embedded models, else the repository's first by name.",
+    )
+    repository_poll_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Rescan SSD_MODEL_REPOSITORY every this many seconds and load new "
+        "versions; 0: only on POST /v2/repository/... requests.",
+    )
     host: str = Field(default="0.0.0.0", description="Interface both servers bind to.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free).")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: any free).")
@@ -163,7 +179,14 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "model_path", "model_version", "tls_cert_file", "tls_key_file", "auth_token", mode="before"
+        "model_path",
+        "model_version",
+        "model_repository",
+        "default_model",
+        "tls_cert_file",
+        "tls_key_file",
+        "auth_token",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -196,6 +219,19 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("SSD_TLS_CERT_FILE and SSD_TLS_KEY_FILE must be set together")
         return self
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> Settings:
+        if self.model_path is not None and self.model_repository is not None:
+            raise ValueError("set SSD_MODEL_PATH or SSD_MODEL_REPOSITORY, not both")
+        return self
+
+    @field_validator("model_repository")
+    @classmethod
+    def _check_repository(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
 
     @property
     def tls(self) -> bool:

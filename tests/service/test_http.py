@@ -169,9 +169,9 @@ def test_metrics_count_http_requests_by_status(service):
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-    key = ("ssd_requests_total", (("protocol", "http"), ("status", "400")))
-    assert samples[key] >= 1
-    assert ("ssd_queue_depth", ()) in samples
+    labels = (("model", "ssd7"), ("protocol", "http"), ("status", "400"), ("version", "1"))
+    assert samples[("ssd_requests_total", labels)] >= 1
+    assert ("ssd_queue_depth", (("model", "ssd7"), ("version", "1"))) in samples
 
 
 def test_openapi_docs_describe_detect(service):

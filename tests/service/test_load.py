@@ -30,12 +30,15 @@ def grpc_detect(target: str, box: tuple[int, int, int, int], timeout: float = 30
 
 
 def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
+    """Samples by (name, sorted labels), summed over the `model` and `version` labels."""
     text = httpx.get(f"{url}/metrics").text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = {k: v for k, v in s.labels.items() if k not in ("model", "version")}
+            key = (s.name, tuple(sorted(labels.items())))
+            samples[key] = samples.get(key, 0.0) + s.value
+    return samples
 
 
 def test_concurrent_http_and_grpc_requests_share_batches_and_get_their_own_answers(
