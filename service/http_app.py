@@ -112,14 +112,14 @@ class ModelResponse(BaseModel):
     )
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a
+# thread hop per request and up to 40 extra threads that stay after a flood.
 async def get_runtime(request: Request) -> Runtime:
-    # async: FastAPI runs a plain `def` dependency in its thread pool: a thread hop per
-    # request, and up to 40 extra threads that stay after a flood.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_in_flight(request: Request) -> InFlightBudget:
+async def get_in_flight(request: Request) -> InFlightBudget:
     budget: InFlightBudget = request.app.state.in_flight
     return budget
 

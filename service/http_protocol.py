@@ -8,7 +8,9 @@
 - A connection limit answered in JSON: past `max_connections` open connections, a request gets
   503 (body: `service.errors.http_error_body`) with Retry-After and `Connection: close`
   (uvicorn's `limit_concurrency` answers in plain text and also counts requests, which
-  `service.in_flight` bounds).
+  `service.in_flight` bounds). Health probes (`PROBE_PATHS`) are answered on such a connection
+  too: a flood of idle connections must not make a healthy pod fail its liveness probe and be
+  restarted, and a probe costs no more than the 503 would.
 - uvicorn's "400 Invalid HTTP request" (malformed or over-long headers) in JSON too.
 
 `uvicorn_config(app, settings)` is the server configuration with this protocol and the `SSD_HTTP_*`
@@ -29,6 +31,8 @@ from service.errors import http_error_body
 from service.settings import Settings
 
 RETRY_AFTER_S = 1
+# Answered past the connection limit (Kubernetes/KServe probes, `/healthz`, `/readyz`).
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 
 
 def _json_body(message: str, path: str = "") -> bytes:
@@ -56,7 +60,7 @@ class _BoundedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self._max_connections:
-            self.app = _connection_limit_app(self._max_connections)
+            self.app = _connection_limit_app(self._max_connections, probes=self.app)
         self._watch_headers()
 
     def data_received(self, data: bytes) -> None:
@@ -118,10 +122,14 @@ class _BoundedH11Protocol(H11Protocol):
             self.transport.close()  # no request to answer yet: h11 cannot send a response
 
 
-def _connection_limit_app(max_connections: int) -> Any:
+def _connection_limit_app(max_connections: int, probes: Any) -> Any:
+    """503 for every request but the health probes, which `probes` (the real app) answers."""
     message = f"too many open connections (limit {max_connections}); retry later"
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("method") == "GET" and scope.get("path") in PROBE_PATHS:
+            await probes(scope, receive, send)
+            return
         body = _json_body(message, scope.get("path", ""))
         await send(
             {

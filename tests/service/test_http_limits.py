@@ -322,7 +322,7 @@ def test_decoded_size_limit_counts_bytes_per_pixel(limited):
     assert response.status_code == 200, response.text
 
 
-def test_connections_over_the_limit_get_503_json(oracle_detector):
+def test_connections_over_the_limit_get_503_json_but_probes_are_answered(oracle_detector):
     harness = ServiceHarness(
         make_settings(http_max_connections=4, http_header_timeout_s=30),
         loader=lambda: oracle_detector,
@@ -330,10 +330,13 @@ def test_connections_over_the_limit_get_503_json(oracle_detector):
     try:
         idle = [connect(harness) for _ in range(4)]
         time.sleep(0.2)  # let the server accept them
-        response = httpx.get(f"{harness.http_url}/healthz", timeout=10)
+        response = httpx.get(f"{harness.http_url}/model", timeout=10)
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
+        assert response.headers["connection"] == "close"
         assert response.json() == {"detail": "too many open connections (limit 4); retry later"}
+        for probe in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"):
+            assert httpx.get(f"{harness.http_url}{probe}", timeout=10).status_code == 200, probe
         for sock in idle:
             sock.close()
         time.sleep(0.2)
