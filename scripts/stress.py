@@ -172,8 +172,9 @@ def check(rows: list[dict[str, Any]], start: dict, end: dict) -> list[str]:
                 )
             if row["log_tracebacks"]:
                 failures.append(f"abort: {row['log_tracebacks']} tracebacks in the log")
-            if row["counted_499"] + row["images_computed"] < row["sent"]:
-                failures.append("abort: aborted requests neither counted 499 nor answered")
+            accounted = row["counted_499"] + row["counted_503"] + row["images_computed"]
+            if accounted < row["sent"]:
+                failures.append(f"{kind}: {row['sent'] - accounted} aborted requests unaccounted")
         elif kind == "connections":
             if row["healthz_failures"] or row["healthz_p99_ms"] > 100:
                 failures.append(
