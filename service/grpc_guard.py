@@ -7,6 +7,9 @@
 - With a bearer token configured, every method outside `open_services` (health) needs the
   metadata `authorization: Bearer <token>`, else UNAUTHENTICATED.
 
+`CallLimit` bounds the detection calls (`ssd.v1` and Open Inference Protocol inference) that
+the servicers serve at once.
+
 Plain (sync) unary handlers run in a thread, as grpc runs them; sync streaming handlers (health's
 Watch) are left to grpc.
 """
@@ -14,19 +17,50 @@ Watch) are left to grpc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from typing import Any
 
 import grpc
 from grpc.aio import AbortError
 
+from service.errors import OverloadedError
+
 logger = logging.getLogger(__name__)
 
 Deserializer = Callable[[bytes], Any]
 INTERNAL_MESSAGE = "internal error; the server log has the cause"
+
+
+class CallLimit:
+    """At most `limit` detection calls (unary or streams) served at once, over every servicer
+    that shares this object (`SSD_GRPC_MAX_IN_FLIGHT`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one call slot for the `with` block.
+
+        Raises:
+            OverloadedError: every slot is taken.
+        """
+        if self.full:
+            raise OverloadedError(f"too many calls in flight ({self.limit}); retry later")
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped

@@ -247,6 +247,8 @@ class ModelRepository:
         """
         entry = self.models.get(name)
         if entry is None:
+            if name in self.catalogue_names():
+                return  # in the repository, never loaded: nothing to stop
             raise ModelNotFoundError(f"unknown model {name!r}")
         async with entry.lock:
             entry.wanted = False
@@ -296,6 +298,10 @@ class ModelRepository:
                     {"name": name, "version": str(version), "state": state, "reason": reason}
                 )
         return rows
+
+    def catalogue_names(self) -> set[str]:
+        """The model names the repository source holds now (loaded or not)."""
+        return set() if self.catalogue is None else set(self.catalogue.scan())
 
     def loaded(self) -> list[ModelVersion]:
         """The versions that serve now."""
