@@ -176,6 +176,20 @@ def _config_tensor(spec: TensorSpec, kind: str) -> dict[str, Any]:
     return tensor
 
 
+def check_image_type(name: str, datatype: str) -> None:
+    """Check the input's name and datatype (before its elements are read).
+
+    Raises:
+        InvalidTensorError: not `IMAGE`, or not BYTES.
+    """
+    if name != IMAGE:
+        raise InvalidTensorError(f"unknown input {name!r}; this model takes one input {IMAGE!r}")
+    if datatype != "BYTES":
+        raise InvalidTensorError(
+            f"input {IMAGE!r} has datatype {datatype!r}; expected BYTES (encoded images)"
+        )
+
+
 def check_image_input(
     name: str, datatype: str, shape: Sequence[int], count: int, max_images: int
 ) -> None:
@@ -187,12 +201,7 @@ def check_image_input(
     Raises:
         InvalidTensorError: another name, datatype or shape, or elements missing or extra.
     """
-    if name != IMAGE:
-        raise InvalidTensorError(f"unknown input {name!r}; this model takes one input {IMAGE!r}")
-    if datatype != "BYTES":
-        raise InvalidTensorError(
-            f"input {IMAGE!r} has datatype {datatype!r}; expected BYTES (encoded images)"
-        )
+    check_image_type(name, datatype)
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
         raise InvalidTensorError(
             f"input {IMAGE!r} has shape {list(shape)}; expected [B] or [B, 1], B >= 1 images"

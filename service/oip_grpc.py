@@ -36,6 +36,7 @@ from service.grpc_guard import CallLimit  # noqa: E402
 from service.oip_contract import (  # noqa: E402
     OUTPUT_DATATYPES,
     check_image_input,
+    check_image_type,
     model_config,
     model_metadata,
     output_names,
@@ -224,6 +225,7 @@ def _parse(request: pb.ModelInferRequest, max_images: int) -> InferRequest:
     if len(request.inputs) != 1:
         raise InvalidTensorError("this model takes exactly one input, 'IMAGE'")
     tensor = request.inputs[0]
+    check_image_type(tensor.name, tensor.datatype)
     if request.raw_input_contents:
         if len(request.raw_input_contents) != 1 or tensor.HasField("contents"):
             raise InvalidTensorError(

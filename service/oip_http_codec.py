@@ -24,10 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import ImageTooLargeError, InvalidTensorError, UnsupportedMediaTypeError
-from service.oip_contract import IMAGE, OUTPUT_DATATYPES, check_image_input, output_names
+from service.oip_contract import (
+    IMAGE,
+    OUTPUT_DATATYPES,
+    check_image_input,
+    check_image_type,
+    output_names,
+)
 from service.oip_contract import request_options as parse_options
 from service.oip_infer import InferRequest, InferResponse
-from service.oip_tensors import BYTES, split_bytes, to_json_data, to_raw
+from service.oip_tensors import split_bytes, to_json_data, to_raw
 
 HEADER_LENGTH = "inference-header-content-length"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -164,21 +170,22 @@ def _images(inputs: list[Any], binary: memoryview, max_images: int) -> list[byte
     shape = _field(tensor, "shape", list)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidTensorError(f"input {name!r} shape must be non-negative integers")
+    check_image_type(name, datatype)
     size = _parameters(tensor.get("parameters"), f"input {name!r}").get("binary_data_size")
     if size is not None:
-        images = _binary_images(name, datatype, size, binary)
+        images = _binary_images(name, size, binary)
     else:
         if len(binary):
             raise InvalidTensorError(
                 f"the body has {len(binary)} bytes of binary data but no input declares "
                 "binary_data_size"
             )
-        images = _json_images(name, datatype, tensor.get("data"))
+        images = _json_images(name, tensor.get("data"))
     check_image_input(name, datatype, shape, len(images), max_images)
     return images
 
 
-def _binary_images(name: str, datatype: str, size: Any, binary: memoryview) -> list[bytes]:
+def _binary_images(name: str, size: Any, binary: memoryview) -> list[bytes]:
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise InvalidTensorError(f"input {name!r} binary_data_size must be a byte count")
     if size != len(binary):
@@ -186,12 +193,10 @@ def _binary_images(name: str, datatype: str, size: Any, binary: memoryview) -> l
             f"input {name!r} declares binary_data_size {size} but the body has {len(binary)} "
             "bytes after the JSON"
         )
-    if datatype != BYTES:
-        raise InvalidTensorError(f"input {name!r} has datatype {datatype!r}; expected BYTES")
     return split_bytes(binary, name)
 
 
-def _json_images(name: str, datatype: str, data: Any) -> list[bytes]:
+def _json_images(name: str, data: Any) -> list[bytes]:
     if data is None:
         raise InvalidTensorError(f"input {name!r} has neither 'data' nor binary_data_size")
     images = []
