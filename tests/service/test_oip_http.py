@@ -257,8 +257,9 @@ def test_malformed_requests_get_the_protocol_error_shape(service, body, status, 
 
 
 def test_binary_data_size_must_match_the_body(service):
-    header = json.dumps({"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1],
-                                     "parameters": {"binary_data_size": 100}}]}).encode()  # fmt: skip
+    tensor = {"name": "IMAGE", "datatype": "BYTES", "shape": [1]}
+    tensor["parameters"] = {"binary_data_size": 100}
+    header = json.dumps({"inputs": [tensor]}).encode()
     response = httpx.post(
         f"{service.http_url}/v2/models/{MODEL}/infer",
         content=header + b"\x05\x00\x00\x00abc",
