@@ -3,7 +3,8 @@
 - Messages are parsed by the guard, not by grpc: grpc answers a message that fails to parse
   with UNKNOWN and the parser's exception text; here it is INVALID_ARGUMENT with a message.
 - An exception a handler did not map to a status (a bug) is logged with its traceback and
-  answered INTERNAL without its text, where grpc would send UNKNOWN and the exception text.
+  answered INTERNAL without its text, where grpc would send UNKNOWN and the exception text;
+  the `NotImplementedError` of a generated servicer's unimplemented rpc is UNIMPLEMENTED.
 - With a bearer token configured, every method outside `open_services` (health) needs the
   metadata `authorization: Bearer <token>`, else UNAUTHENTICATED.
 
@@ -249,6 +250,10 @@ class _hidden_internals:  # noqa: N801 - used as a context manager, reads like a
             or isinstance(error, AbortError | _MalformedMessageError)
         ):
             return False
+        if isinstance(error, NotImplementedError):  # a generated servicer's unimplemented rpc
+            await self._context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"{self._method} is not implemented by this server"
+            )
         logger.error("unhandled error in %s", self._method, exc_info=error)
         await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         return False
