@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service import oip_repository, oip_stats
-from service.errors import InvalidTensorError, ServiceError
+from service.errors import ClientGoneError, InvalidTensorError, ServiceError
 from service.http_body import declared_length, read_body
 from service.http_exchange import BodyProgress, cancel_on_disconnect, error_response
 from service.images import max_message_bytes
@@ -36,7 +36,7 @@ from service.oip_http_codec import (
     inflate,
     parse_request,
 )
-from service.oip_infer import HTTP, infer, observe_refused
+from service.oip_infer import HTTP, InferResponse, infer, observe_refused
 from service.runtime import Runtime
 
 oip_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -257,27 +257,38 @@ def _statistics(request: Request, model: str, version: str) -> JSONResponse:
 
 
 async def _infer(request: Request, model: str, version: str | None) -> Response:
-    """Read, parse and run one inference request; every failure is an OIP error answer."""
+    """Read, parse and run one inference request; every failure is an OIP error answer.
+
+    `infer` counts the requests it runs in the metrics; one refused before (admission, body,
+    parsing, a client gone before it started) is counted here.
+    """
     runtime = _runtime(request)
     settings = runtime.settings
     budget: InFlightBudget = request.app.state.in_flight
     limit = max_message_bytes(settings.max_image_bytes)
     body_state = BodyProgress(request)
     started = time.perf_counter()
+    running = False
+
+    async def run(parsed: HttpInferRequest) -> InferResponse:
+        nonlocal running
+        running = True
+        return await infer(runtime, parsed.request, HTTP)
+
     try:
         with budget.admit(declared_length(request, limit)) as ticket:
-            try:
-                body = await read_body(
-                    request, max_bytes=limit, timeout_s=settings.http_body_timeout_s, ticket=ticket
-                )
-                body_state.complete = True
-                parsed = await _parse(request, body, model, version, limit)
-                del body
-            except ServiceError as error:  # not counted by `infer`: count it here
-                observe_refused(runtime, HTTP, error, started, model)
-                raise
-            answer = await cancel_on_disconnect(request, infer(runtime, parsed.request, HTTP))
+            body = await read_body(
+                request, max_bytes=limit, timeout_s=settings.http_body_timeout_s, ticket=ticket
+            )
+            body_state.complete = True
+            parsed = await _parse(request, body, model, version, limit)
+            del body
+            answer = await cancel_on_disconnect(request, run(parsed))
     except ServiceError as error:
+        if not running:
+            observe_refused(runtime, HTTP, error, started, model)
+            if isinstance(error, ClientGoneError):
+                runtime.abandoned.record(HTTP)
         closing = body_state.close_after_error()
         return error_response(error, close_connection=closing, path=request.url.path)
     content, headers = encode_response(answer, parsed.binary_outputs)

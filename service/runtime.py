@@ -169,10 +169,7 @@ class Runtime:
         Raises:
             ServiceError subclasses (see `service.errors`), mapped to a status by the caller.
         """
-        if not self.ready:
-            raise NotServingError(
-                "service is shutting down" if not self._accepting else "model is not loaded yet"
-            )
+        self._check_serving()
         # Routed once: a reload switching versions meanwhile leaves this request where it is.
         if target is None:
             target = self.repository.route(model, version)
@@ -216,14 +213,22 @@ class Runtime:
         after the block).
 
         Raises:
+            NotServingError: still loading, or shutting down.
             ModelNotFoundError: no such model, or that version is not loaded.
         """
+        self._check_serving()
         target = self.repository.route(model, version)
         target.enter()
         try:
             yield target
         finally:
             target.leave()
+
+    def _check_serving(self) -> None:
+        if not self.ready:
+            raise NotServingError(
+                "service is shutting down" if not self._accepting else "model is not loaded yet"
+            )
 
     def model_labels(self, model: str | None) -> tuple[str, str]:
         """(name, version) metric labels of the version serving `model` now, else ("", "")."""

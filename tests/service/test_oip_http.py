@@ -13,6 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.service.conftest import distinct_boxes, encode, rectangle_image
+from tests.service.test_load import metric_samples
 
 MODEL = "ssd7"  # the oracle model's config name
 
@@ -277,3 +278,18 @@ def test_body_over_the_request_limit_is_413_unread(service):
     )
     assert response.status_code == 413
     assert "over the limit" in response.json()["error"]
+
+
+def test_refused_and_answered_requests_are_counted_under_oip_http(service, client):
+    def count(status: str) -> float:
+        key = ("ssd_requests_total", (("protocol", "oip-http"), ("status", status)))
+        return metric_samples(service.http_url).get(key, 0.0)
+
+    before = count("400"), count("404"), count("200")
+    httpx.post(f"{service.http_url}/v2/models/{MODEL}/infer", content=b"{", timeout=30)
+    httpx.post(f"{service.http_url}/v2/models/nope/infer", content=b"{", timeout=30)
+    client.infer(MODEL, [image_input([png((0, 0, 8, 8))])])
+    with pytest.raises(InferenceServerException):
+        client.infer("nope", [image_input([png((0, 0, 8, 8))])])
+    after = count("400"), count("404"), count("200")
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 1, 1]
