@@ -126,7 +126,10 @@ async def _detect_all(
         raise _naming_item(error, index) from error
     finally:
         for task in tasks:
-            task.cancel()
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # a second failure is retrieved, not logged as "never retrieved"
 
 
 def _raised(task: asyncio.Future[DetectResult], error: BaseException) -> bool:

@@ -194,3 +194,16 @@ def test_health_and_reflection_know_the_inference_service(service):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert name in {s.name for s in listed.list_services_response.service}
     assert described.file_descriptor_response.file_descriptor_proto
+
+
+def test_message_limit_follows_the_image_limit(client):
+    # The fixture's SSD_MAX_IMAGE_BYTES is 300 000: messages up to 300 000 + 1 MiB reach the
+    # service, which names the image limit; larger ones grpc refuses itself.
+    over_image = b"\x89PNG" + bytes(300_100)
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(MODEL, [image_input([over_image])])
+    assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "IMAGE[0]: image is over the limit of 300000 bytes" in raised.value.message()
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(MODEL, [image_input([over_image] * 5)])
+    assert raised.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
