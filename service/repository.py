@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -392,7 +393,7 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
         return None, lambda: load_detector(None)
     return FixedCatalogue(
         {
-            name: {1: VersionFile(lambda path=path: load_detector(path, settings.model_version))}
+            name: {1: VersionFile(functools.partial(load_detector, path, settings.model_version))}
             for name, path in embedded.items()
         }
     ), None
