@@ -61,6 +61,14 @@ class InvalidParameterError(ServiceError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class InvalidTensorError(ServiceError):
+    """An Open Inference Protocol request that does not fit the protocol or the model's
+    contract: tensor names, datatypes, shapes, binary framing, request JSON."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
 class ModelNotFoundError(ServiceError):
     """The request names a model (or version) the repository does not serve."""
 
@@ -125,9 +133,20 @@ OIP_PATH_PREFIX = "/v2"
 def http_error_body(message: str, path: str = "") -> dict[str, str]:
     """The JSON body of an HTTP error answer: `{"detail": message}` (this API's `ErrorResponse`),
     or `{"error": message}` under `/v2`, the Open Inference Protocol's error shape."""
-    if path == OIP_PATH_PREFIX or path.startswith(OIP_PATH_PREFIX + "/"):
+    if is_oip_path(path):
         return {"error": message}
     return {"detail": message}
+
+
+def is_oip_path(path: str) -> bool:
+    """An HTTP path of the Open Inference Protocol (`/v2` and below)."""
+    return path == OIP_PATH_PREFIX or path.startswith(OIP_PATH_PREFIX + "/")
+
+
+def oip_http_status(error: ServiceError) -> int:
+    """The HTTP status of `error` on the Open Inference Protocol: as on `/detect`, except that
+    a bad parameter is 400 (the protocol's status for a request it refuses), not 422."""
+    return 400 if error.http_status == 422 else error.http_status
 
 
 def retry_after_s(error: ServiceError) -> int | None:

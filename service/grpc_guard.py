@@ -3,9 +3,13 @@
 - Messages are parsed by the guard, not by grpc: grpc answers a message that fails to parse
   with UNKNOWN and the parser's exception text; here it is INVALID_ARGUMENT with a message.
 - An exception a handler did not map to a status (a bug) is logged with its traceback and
-  answered INTERNAL without its text, where grpc would send UNKNOWN and the exception text.
+  answered INTERNAL without its text, where grpc would send UNKNOWN and the exception text;
+  the `NotImplementedError` of a generated servicer's unimplemented rpc is UNIMPLEMENTED.
 - With a bearer token configured, every method outside `open_services` (health) needs the
   metadata `authorization: Bearer <token>`, else UNAUTHENTICATED.
+
+`CallLimit` bounds the detection calls (`ssd.v1` and Open Inference Protocol inference) that
+the servicers serve at once.
 
 Plain (sync) unary handlers run in a thread, as grpc runs them; sync streaming handlers (health's
 Watch) are left to grpc.
@@ -14,19 +18,50 @@ Watch) are left to grpc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from typing import Any
 
 import grpc
 from grpc.aio import AbortError
 
+from service.errors import OverloadedError
+
 logger = logging.getLogger(__name__)
 
 Deserializer = Callable[[bytes], Any]
 INTERNAL_MESSAGE = "internal error; the server log has the cause"
+
+
+class CallLimit:
+    """At most `limit` detection calls (unary or streams) served at once, over every servicer
+    that shares this object (`SSD_GRPC_MAX_IN_FLIGHT`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one call slot for the `with` block.
+
+        Raises:
+            OverloadedError: every slot is taken.
+        """
+        if self.full:
+            raise OverloadedError(f"too many calls in flight ({self.limit}); retry later")
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
@@ -215,6 +250,10 @@ class _hidden_internals:  # noqa: N801 - used as a context manager, reads like a
             or isinstance(error, AbortError | _MalformedMessageError)
         ):
             return False
+        if isinstance(error, NotImplementedError):  # a generated servicer's unimplemented rpc
+            await self._context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"{self._method} is not implemented by this server"
+            )
         logger.error("unhandled error in %s", self._method, exc_info=error)
         await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         return False

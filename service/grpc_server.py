@@ -1,4 +1,5 @@
-"""The gRPC API (grpc.aio): `ssd.v1.Detector` plus `grpc.health.v1` health and reflection.
+"""The gRPC API (grpc.aio): `ssd.v1.Detector`, the Open Inference Protocol's
+`inference.GRPCInferenceService` (`service.oip_grpc`), `grpc.health.v1` health and reflection.
 
 The servicer translates protobuf messages to and from `Runtime.detect`; status codes come from
 `service.errors`. `StreamDetect` runs through `service.streams.answer_stream`: the items of one
@@ -24,16 +25,24 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from service._codegen import ensure_generated
 
 ensure_generated()
 
-from service._generated import detector_pb2, detector_pb2_grpc  # noqa: E402
-from service.errors import OverloadedError, ServiceError  # noqa: E402
-from service.grpc_guard import GuardInterceptor  # noqa: E402
+from service import oip_grpc  # noqa: E402
+from service._generated import (  # noqa: E402
+    detector_pb2,
+    detector_pb2_grpc,
+    grpc_service_pb2,
+    model_config_pb2,
+)
+from service.errors import ServiceError  # noqa: E402
+from service.grpc_guard import CallLimit, GuardInterceptor  # noqa: E402
+from service.images import max_message_bytes  # noqa: E402
 from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
 from service.security import grpc_server_credentials  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -41,8 +50,6 @@ from service.streams import StreamReadError, answer_stream  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# Room for the other fields of a DetectRequest around its image.
-_ENVELOPE_BYTES = 1024 * 1024
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name  # "ssd.v1.Detector"
 # Calls beyond SSD_GRPC_MAX_IN_FLIGHT that gRPC itself still accepts: health checks and
 # reflection, and detection calls that the servicer then refuses cheaply.
@@ -53,10 +60,10 @@ _HANDSHAKE_TIMEOUT_MS = 10_000
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     """`ssd.v1.Detector` over a shared `Runtime`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, calls: CallLimit | None = None) -> None:
         self.runtime = runtime
-        self.max_in_flight = runtime.settings.grpc_max_in_flight
-        self.in_flight = 0  # detection calls (unary and streams) being served
+        # Detection calls being served, shared with the OIP servicer.
+        self.calls = calls or CallLimit(runtime.settings.grpc_max_in_flight)
 
     async def Detect(  # noqa: N802 - name fixed by the proto
         self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
@@ -118,14 +125,10 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     @contextlib.contextmanager
     def _call_slot(self) -> Iterator[None]:
         """Count one detection call; refuse it at once beyond `SSD_GRPC_MAX_IN_FLIGHT`."""
-        if self.in_flight >= self.max_in_flight:
+        if self.calls.full:
             self._observe(grpc.StatusCode.RESOURCE_EXHAUSTED, time.perf_counter())
-            raise OverloadedError(f"too many calls in flight ({self.max_in_flight}); retry later")
-        self.in_flight += 1
-        try:
+        with self.calls.slot():
             yield
-        finally:
-            self.in_flight -= 1
 
     async def _observed_detect(
         self,
@@ -199,13 +202,17 @@ def build_server(
         ],
         maximum_concurrent_rpcs=settings.grpc_max_in_flight + _SPARE_RPCS,
     )
-    detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime), server)
+    calls = CallLimit(settings.grpc_max_in_flight)
+    detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime, calls), server)  # type: ignore[no-untyped-call]
+    oip_grpc.add_to_server(runtime, calls, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     set_serving(health_servicer, False)
     if settings.grpc_reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, oip_grpc.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
+            pool=_reflection_pool(),
         )
     credentials = grpc_server_credentials(settings)
     if credentials is None:
@@ -221,25 +228,24 @@ def _token(settings: Settings) -> str | None:
     return None if settings.auth_token is None else settings.auth_token.get_secret_value()
 
 
-def max_message_bytes(max_image_bytes: int) -> int:
-    """The largest request message gRPC accepts, bytes.
-
-    Twice the image limit (at least 1 MiB more), so an image somewhat over `max_image_bytes`
-    still reaches the service and gets INVALID_ARGUMENT naming the limit; only a message over
-    this bound is refused by grpc itself (RESOURCE_EXHAUSTED, "Received message larger than max").
-    """
-    return max(2 * max_image_bytes, max_image_bytes + _ENVELOPE_BYTES)
-
-
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
-    """Report SERVING / NOT_SERVING for the whole server ("") and for `ssd.v1.Detector`."""
+    """Report SERVING / NOT_SERVING for the whole server ("") and for each API service."""
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, oip_grpc.SERVICE_NAME):
         health_servicer.set(name, status)
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    """A descriptor pool holding every served service's files, for reflection: the inference
+    messages live in a private pool (`service.proto_pool`), the others in the default one."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (detector_pb2, health_pb2, reflection_pb2, model_config_pb2, grpc_service_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pool
 
 
 def _error_response(

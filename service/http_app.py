@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -28,9 +28,9 @@ from service.errors import (
     MalformedRequestError,
     ServiceError,
     http_error_body,
-    retry_after_s,
 )
 from service.http_body import body_kind, declared_length, max_body_bytes, read_image
+from service.http_exchange import BodyProgress, cancel_on_disconnect, error_response
 from service.in_flight import InFlightBudget
 from service.metrics import CONTENT_TYPE
 from service.oip_http import oip_router
@@ -126,10 +126,6 @@ async def get_in_flight(request: Request) -> InFlightBudget:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 InFlightDep = Annotated[InFlightBudget, Depends(get_in_flight)]
-# An error answer sent before the body is read lets uvicorn read and discard up to this much
-# of the rest (so the client, still sending, reads the answer); a larger rest closes instead.
-DRAIN_ALLOWANCE_BYTES = 1024 * 1024
-
 _DETECT_BODY = {
     "requestBody": {
         "required": True,
@@ -191,7 +187,7 @@ async def detect(
     """Detect objects in one image, sent as multipart field `image` or as an `image/*` body."""
     started = time.perf_counter()
     settings = runtime.settings
-    body = _BodyProgress(request)
+    body = BodyProgress(request)
     try:
         params = DetectParams(
             score_threshold=score_threshold,
@@ -214,7 +210,7 @@ async def detect(
             upload = data if media_type is not None else None
             work = runtime.detect(data, params, model=model)
             del data  # only the runtime holds the body now, and drops it once it is decoded
-            result = await _cancel_on_disconnect(request, work)
+            result = await cancel_on_disconnect(request, work)
             image = None
             if upload is not None and media_type is not None:
                 image = await asyncio.to_thread(
@@ -245,21 +241,6 @@ async def detect(
         return Response(image, media_type=media_type, headers={**timing, **_model_headers(result)})
     response.headers.update(timing)
     return _to_response(result)
-
-
-class _BodyProgress:
-    """Whether an error answer should close the connection instead of letting uvicorn read and
-    discard the rest of the body: yes when the unread rest is unknown (chunked) or large."""
-
-    def __init__(self, request: Request) -> None:
-        self.complete = False
-        text = request.headers.get("content-length", "")
-        self._declared = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
-
-    def close_after_error(self) -> bool:
-        if self.complete:
-            return False
-        return self._declared is None or self._declared > DRAIN_ALLOWANCE_BYTES
 
 
 @ops_router.get("/healthz", response_model=StatusResponse)
@@ -409,66 +390,6 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     message = "internal server error; the server log has the cause"
     return JSONResponse(http_error_body(message, request.url.path), 500)
-
-
-def error_response(
-    error: ServiceError, *, close_connection: bool = False, path: str = ""
-) -> JSONResponse:
-    """The one mapping of a `ServiceError` to an HTTP response: status, body, Retry-After.
-
-    `path` picks the body's shape (`service.errors.http_error_body`: OIP paths use "error")."""
-    headers = {}
-    retry = retry_after_s(error)
-    if retry is not None:
-        headers["Retry-After"] = str(retry)
-    if close_connection:
-        headers["Connection"] = "close"
-    return JSONResponse(
-        http_error_body(error.message, path), status_code=error.http_status, headers=headers
-    )
-
-
-async def _cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first (its request is dropped).
-
-    A client that is already gone is noticed before `work` starts, so its image is never
-    decoded; later, the cancellation reaches a queued decode or the batcher queue, which both
-    drop the request (a decode already running finishes, its result unused).
-    """
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    # A client that sent its request and hung up has its end-of-stream waiting in the socket:
-    # reading it, closing the transport and marking the request disconnected take the event
-    # loop three turns. Waiting for them here keeps such requests out of the decode pool and
-    # the queue slots, where a flood of them would crowd out live clients.
-    for _ in range(3):
-        await asyncio.sleep(0)
-        if watcher.done():
-            break
-    if watcher.done():
-        _close_unstarted(work)
-        raise ClientGoneError("client disconnected before the response was ready")
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientGoneError("client disconnected before the response was ready")
-    return task.result()
-
-
-def _close_unstarted(work: Awaitable[Any]) -> None:
-    """Close a coroutine that will never run (no "never awaited" warning)."""
-    close = getattr(work, "close", None)
-    if close is not None:
-        close()
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    receive: Callable[[], Awaitable[MutableMapping[str, Any]]] = request.receive
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _model_headers(result: DetectResult) -> dict[str, str]:

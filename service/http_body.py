@@ -106,6 +106,33 @@ async def read_image(
     return collector.image()
 
 
+async def read_body(request: Request, *, max_bytes: int, timeout_s: float, ticket: Ticket) -> bytes:
+    """The whole body of a request that is not an image upload (an OIP inference request),
+    read within the byte limit and the timeout, counted against the in-flight budget.
+
+    Raises:
+        ImageTooLargeError: the body passed `max_bytes` while streaming.
+        RequestTimeoutError: the body did not arrive within `timeout_s`.
+        OverloadedError: a chunked body outgrew the in-flight byte budget.
+        ClientGoneError: the client disconnected while sending.
+    """
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in _chunks(request):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ImageTooLargeError(f"request body is over the limit of {max_bytes} bytes")
+                ticket.grow_to(received)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"request body not received within {timeout_s:g} s; send it faster or in full"
+        ) from None
+    return b"".join(chunks)
+
+
 async def _chunks(request: Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():

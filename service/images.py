@@ -27,6 +27,20 @@ FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# Room for the other fields of a request around its images (protobuf or JSON framing).
+_ENVELOPE_BYTES = 1024 * 1024
+
+
+def max_message_bytes(max_image_bytes: int) -> int:
+    """The largest request that carries images, bytes: a gRPC message (`ssd.v1` and the Open
+    Inference Protocol) or an OIP HTTP inference body.
+
+    Twice the image limit (at least 1 MiB more), so an image somewhat over `max_image_bytes`
+    still reaches the service and gets an answer naming the limit, and one OIP request may
+    carry several images up to that total. Over it, grpc itself refuses the message
+    (RESOURCE_EXHAUSTED, "Received message larger than max") and HTTP answers 413.
+    """
+    return max(2 * max_image_bytes, max_image_bytes + _ENVELOPE_BYTES)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ loaded model version plus its `InferStats` tallies, which `GET /v2/models/{m}/st
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MODEL_LABELS = ("model", "version")
 NS_PER_S = 1_000_000_000
+SUCCESS_STATUSES = frozenset({"200", "OK"})  # HTTP, gRPC
 
 
 class ServiceMetrics:
@@ -97,9 +99,13 @@ class ServiceMetrics:
     def observe_request(
         self, protocol: str, status: str, seconds: float, model: str = "", version: str = ""
     ) -> None:
-        """Count one finished request and its end-to-end latency."""
+        """Count one finished request and its end-to-end latency; a request of a loaded model
+        version also counts in its statistics (success: status 200 or OK, else fail)."""
         self.requests.labels(protocol=protocol, status=status, model=model, version=version).inc()
         self.latency.labels(protocol=protocol, model=model, version=version).observe(seconds)
+        view = self._models.get((model, version))
+        if view is not None:
+            view.observe_outcome(status in SUCCESS_STATUSES, seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -155,7 +161,7 @@ class _Dropped:
     def __init__(self, counter: Counter, name: str, version: str) -> None:
         self._counter, self._name, self._version = counter, name, version
 
-    def labels(self, *, reason: str) -> object:
+    def labels(self, *, reason: str) -> Counter:
         return self._counter.labels(reason=reason, model=self._name, version=self._version)
 
 
@@ -186,7 +192,16 @@ class ModelMetrics:
             self.stats.execution_count += 1
             self.stats.last_inference_ms = int(time.time() * 1000)
 
-    def observe_request(self, protocol: str, status: str, seconds: float, ok: bool) -> None:
+    def observe_request(self, protocol: str, status: str, seconds: float) -> None:
         """One finished request of this model version (Prometheus and statistics)."""
         self.service.observe_request(protocol, status, seconds, self.name, self.version)
-        (self.stats.success if ok else self.stats.fail).add(seconds)
+
+    def observe_outcome(self, ok: bool, seconds: float) -> None:
+        """The statistics side of one finished request (`ServiceMetrics.observe_request`)."""
+        with self._lock:
+            (self.stats.success if ok else self.stats.fail).add(seconds)
+
+    def snapshot(self) -> InferStats:
+        """A consistent copy of the statistics (batches finish in another thread)."""
+        with self._lock:
+            return copy.deepcopy(self.stats)

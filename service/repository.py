@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,6 +248,8 @@ class ModelRepository:
         """
         entry = self.models.get(name)
         if entry is None:
+            if name in self.catalogue_names():
+                return  # in the repository, never loaded: nothing to stop
             raise ModelNotFoundError(f"unknown model {name!r}")
         async with entry.lock:
             entry.wanted = False
@@ -296,6 +299,10 @@ class ModelRepository:
                     {"name": name, "version": str(version), "state": state, "reason": reason}
                 )
         return rows
+
+    def catalogue_names(self) -> set[str]:
+        """The model names the repository source holds now (loaded or not)."""
+        return set() if self.catalogue is None else set(self.catalogue.scan())
 
     def loaded(self) -> list[ModelVersion]:
         """The versions that serve now."""
@@ -386,7 +393,7 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
         return None, lambda: load_detector(None)
     return FixedCatalogue(
         {
-            name: {1: VersionFile(lambda path=path: load_detector(path, settings.model_version))}
+            name: {1: VersionFile(functools.partial(load_detector, path, settings.model_version))}
             for name, path in embedded.items()
         }
     ), None

@@ -12,10 +12,11 @@ ones to finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +153,7 @@ class Runtime:
         paced: bool = False,
         model: str | None = None,
         version: str | None = None,
+        target: ModelVersion | None = None,
     ) -> DetectResult:
         """Detect objects in one encoded image.
 
@@ -163,15 +165,14 @@ class Runtime:
                 instead of being refused when it is full.
             model: repository model name; None: `SSD_DEFAULT_MODEL`.
             version: repository version; None: the one serving now.
+            target: a version held by `pinned()`: used instead of routing `model`/`version`.
         Raises:
             ServiceError subclasses (see `service.errors`), mapped to a status by the caller.
         """
-        if not self.ready:
-            raise NotServingError(
-                "service is shutting down" if not self._accepting else "model is not loaded yet"
-            )
+        self._check_serving()
         # Routed once: a reload switching versions meanwhile leaves this request where it is.
-        target = self.repository.route(model, version)
+        if target is None:
+            target = self.repository.route(model, version)
         detector, batcher = target.detector, target.batcher
         score_threshold, max_detections, classes = self._resolve_params(params, detector)
         loop = asyncio.get_running_loop()
@@ -203,6 +204,31 @@ class Runtime:
             detections,
             repository_version=target.version,
         )
+
+    @contextlib.contextmanager
+    def pinned(self, model: str | None, version: str | None = None) -> Iterator[ModelVersion]:
+        """The version serving `model`/`version` now, held for the `with` block: pass it to
+        `detect(target=...)` so that every image of a multi-image request runs on the same
+        version, even if a reload switches versions meanwhile (the held one is released only
+        after the block).
+
+        Raises:
+            NotServingError: still loading, or shutting down.
+            ModelNotFoundError: no such model, or that version is not loaded.
+        """
+        self._check_serving()
+        target = self.repository.route(model, version)
+        target.enter()
+        try:
+            yield target
+        finally:
+            target.leave()
+
+    def _check_serving(self) -> None:
+        if not self.ready:
+            raise NotServingError(
+                "service is shutting down" if not self._accepting else "model is not loaded yet"
+            )
 
     def model_labels(self, model: str | None) -> tuple[str, str]:
         """(name, version) metric labels of the version serving `model` now, else ("", "")."""

@@ -3,6 +3,7 @@
 Examples:
     python scripts/benchmark.py serve --protocol http --concurrency 1,4,16,64 --duration 10
     python scripts/benchmark.py serve --protocol grpc --model-path runs/ssd7.keras --out s.json
+    python scripts/benchmark.py serve --protocol oip-grpc --concurrency 1,16   # KServe v2 gRPC
     python scripts/benchmark.py serve --quick   # tiny SSD7, concurrency 1,4, 1 s (tests)
 
 For each batching setting (on: `--max-batch-size`; off: 1) the script starts `python -m service`
@@ -10,6 +11,9 @@ as a subprocess on free ports, waits for readiness, then for each concurrency le
 many closed-loop clients (each sends its next request when the previous one is answered) for
 `--duration` seconds after a short warm-up, and reads the mean batch size from the service's
 Prometheus metrics. Latency is client-side, end to end; errors are counted, not timed.
+Protocols: `http` (POST /detect), `grpc` (ssd.v1.Detect), and the Open Inference Protocol as
+tritonclient sends it: `oip-http` (POST /v2/models/{m}/infer, binary tensor data, binary
+outputs) and `oip-grpc` (ModelInfer with raw_input_contents); one image per request.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ import numpy as np
 logger = logging.getLogger("benchmark.serve")
 
 ROOT = Path(__file__).resolve().parents[2]
+PROTOCOLS = ("http", "grpc", "oip-http", "oip-grpc")
 QUICK = {"concurrency": "1,4", "duration": 1.0, "warmup": 0.3, "image_size": "120x160"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per level")
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed seconds per level")
@@ -188,6 +193,10 @@ async def _run_clients(
 
 async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, Any]:
     """(send, close): `send()` makes one request and returns whether it succeeded."""
+    if protocol == "oip-http":
+        return await _oip_http_client(service, image)
+    if protocol == "oip-grpc":
+        return await _oip_grpc_client(service, image)
     if protocol == "http":
         import httpx
 
@@ -219,6 +228,61 @@ async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, 
         return True
 
     return send_grpc, channel.close
+
+
+def _served_model(service: _Service) -> str:
+    import httpx
+
+    return str(httpx.get(f"{service.url}/model", timeout=10).json()["name"])
+
+
+async def _oip_http_client(service: _Service, image: bytes) -> tuple[Any, Any]:
+    """OIP HTTP with binary tensor data, as tritonclient.http sends it (all outputs binary)."""
+    import httpx
+
+    from service.oip_tensors import join_bytes
+
+    data = join_bytes([image])
+    header = json.dumps({
+        "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1],
+                    "parameters": {"binary_data_size": len(data)}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()  # fmt: skip
+    body = header + data
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    path = f"/v2/models/{_served_model(service)}/infer"
+    http = httpx.AsyncClient(
+        base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=1000)
+    )
+
+    async def send_oip_http() -> bool:
+        response = await http.post(path, content=body, headers=headers)
+        return response.status_code == 200
+
+    return send_oip_http, http.aclose
+
+
+async def _oip_grpc_client(service: _Service, image: bytes) -> tuple[Any, Any]:
+    """OIP gRPC ModelInfer with the image in raw_input_contents, as tritonclient.grpc sends."""
+    import grpc
+
+    from service._generated import grpc_service_pb2, grpc_service_pb2_grpc
+    from service.oip_tensors import join_bytes
+
+    request = grpc_service_pb2.ModelInferRequest(model_name=_served_model(service))
+    request.inputs.add(name="IMAGE", datatype="BYTES", shape=[1])
+    request.raw_input_contents.append(join_bytes([image]))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    async def send_oip_grpc() -> bool:
+        try:
+            await stub.ModelInfer(request, timeout=60)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    return send_oip_grpc, channel.close
 
 
 def _client_image(size: str) -> bytes:

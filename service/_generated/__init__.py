@@ -1,1 +1,1 @@
-"""gRPC stubs generated from protos/detector.proto by service/_codegen.py (not committed)."""
+"""gRPC stubs generated from protos/*.proto by service/_codegen.py (not committed)."""

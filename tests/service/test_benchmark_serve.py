@@ -15,7 +15,7 @@ import benchmark  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("protocol", ["http", "grpc", "oip-http", "oip-grpc"])
 def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     out = tmp_path / "serve.json"
     code = benchmark.main(["serve", "--quick", "--protocol", protocol, "--out", str(out)])

@@ -123,7 +123,10 @@ def canvas_pixel(page: Any, x: int, y: int) -> tuple[int, int, int]:
 
 
 def test_page_names_the_served_model(page, shapes_service):
-    info = httpx.get(f"{shapes_service.http_url}/model", timeout=10).json()
+    # The page lists models from the repository index (its version: the repository's).
+    index = httpx.post(f"{shapes_service.http_url}/v2/repository/index", timeout=10).json()
+    [info] = [row for row in index if row["state"] == "READY"]
+    assert info["name"] == httpx.get(f"{shapes_service.http_url}/model", timeout=10).json()["name"]
     assert page.text_content("#model-info") == f"{info['name']}, version {info['version']}"
     assert page.console_errors == []
 
@@ -278,8 +281,9 @@ def test_token_protected_server_asks_for_the_token_and_then_works(open_page, sha
 
 
 def test_model_chooser_uses_the_repository_index_when_the_server_lists_it(page, shapes_service):
-    # Until the server has a model repository, its two endpoints are answered in the browser
-    # (Triton repository extension: POST /v2/repository/index, body {}); /detect stays real.
+    # A repository of several models, one unavailable, faked in the browser (Triton repository
+    # extension: POST /v2/repository/index, body {}); /detect stays real. A real repository:
+    # test_model_chooser_lists_a_real_repository.
     index_requests = []
 
     def repository_index(route: Any) -> None:
@@ -303,6 +307,30 @@ def test_model_chooser_uses_the_repository_index_when_the_server_lists_it(page, 
     page.select_option("#model", "ssd7_shapes")
     upload_photo(page)
     assert "model=ssd7_shapes" in page.detect_requests[-1]
+
+
+def test_model_chooser_lists_a_real_repository(open_page, tmp_path):
+    for name in ("boxes", "shapes"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.keras").write_bytes(SHAPES_MODEL.read_bytes())
+    (tmp_path / "broken" / "2").mkdir(parents=True)
+    (tmp_path / "broken" / "2" / "model.keras").write_bytes(b"not a model")
+    settings = make_settings(
+        model_repository=tmp_path, default_model="shapes", max_batch_size=2,
+        max_image_bytes=MAX_IMAGE_BYTES,
+    )  # fmt: skip
+    harness = ServiceHarness(settings, loader=None).start()
+    try:
+        page = open_page(harness.http_url)
+        options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+        assert options == ["boxes", "shapes"]  # the broken model is UNAVAILABLE: not offered
+        page.select_option("#model", "boxes")
+        upload_photo(page)
+        assert "model=boxes" in page.detect_requests[-1]
+        assert len(table_rows(page)) >= 3
+        assert page.console_errors == []
+    finally:
+        harness.stop()
 
 
 def test_webcam_frame_is_captured_and_detected(chromium, open_page, shapes_service):
