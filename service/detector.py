@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from service.model_file import check_model_file, check_ssd_model, load_error
+from ssd_core import fields
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Detector:
         def forward(images: Any) -> Any:
             self.trace_count += 1  # Python side effect: runs once per trace, never per call
             outputs = model(images, training=False)
-            return {key: outputs[key] for key in ("boxes", "scores", "classes", "num_detections")}
+            return {key: outputs[key] for key in fields.DETECTION_OUTPUTS}
 
         self._forward = forward
 
@@ -89,7 +90,7 @@ class Detector:
                 RawDetections(
                     boxes=outputs["boxes"][i, :n].astype(np.float32),
                     scores=outputs["scores"][i, :n].astype(np.float32),
-                    classes=outputs["classes"][i, :n].astype(np.int32),
+                    classes=outputs[fields.LABELS][i, :n].astype(np.int32),
                 )
             )
         return results

@@ -22,7 +22,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from ssd_core.data.pipeline import evaluation_dataset
 from ssd_core.data.records import ImageRecord
 from ssd_core.losses import SSDLoss
 
@@ -215,26 +214,8 @@ def make_checkpoint_manager(
 def detect(
     model: keras.Model, records: Sequence[ImageRecord], batch_size: int = 8
 ) -> list[dict[str, Any]]:
-    """Run an inference-mode model on records; detections in `evaluate_voc` format (pixels)."""
-    config = model.ssd_config
-    detections = []
-    dataset = evaluation_dataset(records, config, batch_size)
-    offset = 0
-    for images, sizes in dataset:
-        outputs = model(images, training=False)
-        boxes, scores = outputs["boxes"].numpy(), outputs["scores"].numpy()
-        classes, counts = outputs["classes"].numpy(), outputs["num_detections"].numpy()
-        for i, (height, width) in enumerate(sizes.numpy()):
-            record = records[offset + i]
-            scale = np.array([width, height, width, height], np.float32)
-            for k in range(int(counts[i])):
-                detections.append(
-                    {
-                        "image_id": record.image_id,
-                        "label": int(classes[i, k]),
-                        "score": float(scores[i, k]),
-                        "box": (np.clip(boxes[i, k], 0.0, 1.0) * scale).tolist(),
-                    }
-                )
-        offset += len(sizes)
-    return detections
+    """Run a model on records; detections in `evaluate_voc` format (pixels)."""
+    from ssd_core.evaluation.predict import predict_dataset
+    from ssd_core.inference import Predictor
+
+    return predict_dataset(Predictor.from_model(model), records, batch_size)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ssd_core import fields
 from ssd_core.config import SSDConfig
 from ssd_core.data import augment
 from ssd_core.data.records import ImageRecord
@@ -89,36 +90,9 @@ def training_dataset(
             image, boxes, labels, aug_seed, config.image_size, fill, channel_swap_prob
         )
         cls_targets, box_targets = encoder(boxes, labels)
-        return image, {"cls_targets": cls_targets, "box_targets": box_targets}
+        return image, {fields.CLS_TARGETS: cls_targets, fields.BOX_TARGETS: box_targets}
 
     dataset = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
     dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
-
-
-def evaluation_dataset(
-    records: Sequence[ImageRecord],
-    config: SSDConfig,
-    batch_size: int,
-    *,
-    num_parallel_calls: int | None = tf.data.AUTOTUNE,
-) -> tf.data.Dataset:
-    """Every image once, in order, resized without randomness.
-
-    Yields:
-        images: (B, H, W, 3) float32 RGB 0..255 at `config.image_size` (last batch may be
-            smaller).
-        original_sizes: (B, 2) int32 (height, width) of the images as stored, to scale
-            normalised detections back to pixels.
-    """
-    table = RecordTable(records)
-
-    def element(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image, boxes, labels = table.load(index)
-        resized, _, _ = augment.eval_transform(image, boxes, labels, config.image_size)
-        return resized, tf.shape(image)[:2]
-
-    dataset = tf.data.Dataset.range(table.size)
-    dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -71,7 +71,7 @@ class BrightRegionModel(keras.Model):
         return {
             "boxes": tf.stack([object_box, whole_box], axis=1),  # (B, 2, 4)
             "scores": tf.tile(tf.constant([[0.9, 0.2]]), [batch, 1]),
-            "classes": tf.stack([label, tf.fill([batch], 5)], axis=1),
+            "labels": tf.stack([label, tf.fill([batch], 5)], axis=1),
             "num_detections": tf.where(found, 2, 0),
         }
 
