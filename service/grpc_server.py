@@ -103,6 +103,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             input_height=info["input_height"],
             input_width=info["input_width"],
             class_names=info["class_names"],
+            decoder_json=json.dumps(info["decoder"]),
             # Empty when SSD_EXPOSE_MODEL_CONFIG is false.
             config_json=json.dumps(info["config"])
             if self.runtime.settings.expose_model_config
@@ -267,11 +268,11 @@ def _to_response(request_id: str, result: DetectResult) -> detector_pb2.DetectRe
         image_height=result.height,
         detections=[
             detector_pb2.Detection(
-                label=d.label,
-                class_id=d.class_id,
-                score=d.score,
-                box=detector_pb2.Box(xmin=d.box[0], ymin=d.box[1], xmax=d.box[2], ymax=d.box[3]),
+                label=name,
+                class_id=label,
+                score=score,
+                box=detector_pb2.Box(xmin=box[0], ymin=box[1], xmax=box[2], ymax=box[3]),
             )
-            for d in result.detections
+            for box, score, label, name in result.detections.rows()
         ],
     )

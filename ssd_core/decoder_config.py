@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 METHODS = ("caffe", "fast")
+# The valid range of a score threshold, [SCORE_THRESHOLD_MIN, SCORE_THRESHOLD_BELOW).
+SCORE_THRESHOLD_MIN = 0.0
+SCORE_THRESHOLD_BELOW = 1.0
 # The old `SSD(...)` / `build_model(...)` keyword for `method` (models saved before the
 # DecoderConfig existed carry it).
 LEGACY_METHOD_KEY = "decoder"
@@ -27,8 +30,10 @@ Scores = TypeVar("Scores")
 def check_score_threshold(value: float, name: str = "score_threshold") -> float:
     """`value` as a float if it is a valid score threshold, in [0, 1); else ValueError."""
     value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if not SCORE_THRESHOLD_MIN <= value < SCORE_THRESHOLD_BELOW:
+        raise ValueError(
+            f"{name} must be in [{SCORE_THRESHOLD_MIN:g}, {SCORE_THRESHOLD_BELOW:g}), got {value}"
+        )
     return value
 
 

@@ -23,10 +23,8 @@ def detection_records(image_id: str, detections: Detections) -> list[dict[str, A
     """One image's `Detections` as `evaluate_voc` detections `{"image_id", "label", "score",
     "box"}` (box: pixel [xmin, ymin, xmax, ymax])."""
     return [
-        {"image_id": image_id, "label": int(label), "score": float(score), "box": box.tolist()}
-        for box, score, label in zip(
-            detections.boxes.astype(float), detections.scores, detections.labels, strict=True
-        )
+        {"image_id": image_id, "label": label, "score": score, "box": box}
+        for box, score, label, _ in detections.rows()
     ]
 
 

@@ -11,7 +11,7 @@ widths out), and nothing of such a box is in the image.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +60,15 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def rows(self) -> Iterator[tuple[list[float], float, int, str]]:
+        """One `(box [xmin, ymin, xmax, ymax] pixels, score, label, name)` per detection, best
+        first, as Python numbers for JSON and protobuf writers: each float is the shortest
+        decimal that reads back as the same float32 (179.4, not 179.39999389648438)."""
+        for box, score, label, name in zip(
+            self.boxes, self.scores, self.labels.tolist(), self.names, strict=True
+        ):
+            yield [_shortest(value) for value in box], _shortest(score), label, name
+
     def take(self, index: np.ndarray) -> Detections:
         """The detections at `index` (integer positions or a boolean mask), in that order."""
         rows = np.arange(len(self))[index]
@@ -86,6 +95,10 @@ class Detections:
         if labels is not None:
             keep &= np.isin(self.labels, list(labels))
         return self.take(np.flatnonzero(keep)[:max_detections])
+
+
+def _shortest(value: np.float32) -> float:
+    return float(str(value))
 
 
 def split_outputs(outputs: Mapping[str, np.ndarray]) -> list[ImageOutputs]:

@@ -56,15 +56,6 @@ class Placement:
         limit = np.array([self.width, self.height] * 2, np.float64)
         return np.clip(pixels, 0.0, limit).astype(np.float32)
 
-    def to_input(self, boxes: np.ndarray) -> np.ndarray:
-        """(n, 4) original pixels [xmin, ymin, xmax, ymax] -> (n, 4) float32 normalised
-        model-input coordinates (the inverse of `to_original`, without clipping)."""
-        input_h, input_w = self.input_size
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        scale = np.array([self.scale_x, self.scale_y] * 2)
-        offset = np.array([self.offset_x, self.offset_y] * 2)
-        return ((boxes * scale + offset) / np.array([input_w, input_h] * 2)).astype(np.float32)
-
 
 def place(height: int, width: int, input_size: tuple[int, int], policy: str) -> Placement:
     """The `Placement` of a `height` x `width` image in `input_size` under `policy`.
