@@ -26,16 +26,18 @@ from ssd_core.matching import TargetEncoder
 
 
 class RecordTable:
-    """Records as constant tensors: paths (n,), ragged pixel boxes (n, None, 4), labels."""
+    """Records as constant tensors: paths (n,), the ragged pixel boxes (n, None, 4) and labels
+    of the objects training matches (`ImageRecord.training_objects`: no crowd regions)."""
 
     def __init__(self, records: Sequence[ImageRecord]) -> None:
         if not records:
             raise ValueError("the dataset has no images")
         self.size = len(records)
         self.paths = tf.constant([r.image_path for r in records])
-        lengths = [r.num_objects for r in records]
-        flat_boxes = np.concatenate([r.boxes.reshape(-1, 4) for r in records]).astype(np.float32)
-        flat_labels = np.concatenate([r.labels.reshape(-1) for r in records]).astype(np.int32)
+        objects = [r.training_objects() for r in records]  # crowd regions are not targets
+        lengths = [len(labels) for _, labels in objects]
+        flat_boxes = np.concatenate([b.reshape(-1, 4) for b, _ in objects]).astype(np.float32)
+        flat_labels = np.concatenate([lb.reshape(-1) for _, lb in objects]).astype(np.int32)
         self.boxes = tf.RaggedTensor.from_row_lengths(flat_boxes.reshape(-1, 4), lengths)
         self.labels = tf.RaggedTensor.from_row_lengths(flat_labels, lengths)
 

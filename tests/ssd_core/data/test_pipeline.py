@@ -105,6 +105,15 @@ def test_positive_targets_decode_to_boxes_around_the_object(records) -> None:
     assert checked > 0
 
 
+def test_a_crowd_region_is_never_a_positive(records) -> None:
+    crowd_only = ImageRecord(records[0].image_path, records[0].boxes, [1], [True], "crowd",
+                             crowd=[True])  # fmt: skip
+    [(_, targets)] = first_batches(training_dataset([crowd_only], CONFIG, batch_size=1), 1)
+    assert (targets["cls_targets"] > 0).sum() == 0
+    [(_, targets)] = first_batches(training_dataset(records[:1], CONFIG, batch_size=1), 1)
+    assert (targets["cls_targets"] > 0).sum() > 0  # the same box, not crowd: matched
+
+
 def test_training_dataset_rejects_empty_records() -> None:
     with pytest.raises(ValueError, match="no images"):
         training_dataset([], CONFIG, 2)
