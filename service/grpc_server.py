@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -200,7 +201,9 @@ def build_server(
         ],
         maximum_concurrent_rpcs=settings.grpc_max_in_flight + _SPARE_RPCS,
     )
-    detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime), server)
+    # The generated registration function has no annotations (grpc_tools writes none).
+    add_servicer: Any = detector_pb2_grpc.add_DetectorServicer_to_server
+    add_servicer(DetectorServicer(runtime), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     set_serving(health_servicer, False)

@@ -155,7 +155,7 @@ class _Dropped:
     def __init__(self, counter: Counter, name: str, version: str) -> None:
         self._counter, self._name, self._version = counter, name, version
 
-    def labels(self, *, reason: str) -> object:
+    def labels(self, *, reason: str) -> Counter:
         return self._counter.labels(reason=reason, model=self._name, version=self._version)
 
 

@@ -252,11 +252,6 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a directory")
         return value
 
-    @property
-    def tls(self) -> bool:
-        """Both servers speak TLS."""
-        return self.tls_cert_file is not None
-
     @field_validator("model_path")
     @classmethod
     def _check_model_path(cls, value: Path | None) -> Path | None:

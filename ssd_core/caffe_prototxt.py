@@ -40,7 +40,12 @@ PLUMBING_TYPES = (
     "Dropout", "Split", "Silence",
 )  # fmt: skip
 # Caffe defaults (caffe.proto of the SSD release): PriorBoxParameter, DetectionOutputParameter.
-PRIOR_BOX_DEFAULTS = {"offset": 0.5, "clip": False, "flip": True, "variance": (0.1,)}
+PRIOR_BOX_DEFAULTS: dict[str, Any] = {
+    "offset": 0.5,
+    "clip": False,
+    "flip": True,
+    "variance": (0.1,),
+}
 DEFAULT_NMS_THRESHOLD = 0.3
 CENTER_SIZE = ("CENTER_SIZE", 2)  # PriorBoxParameter.CodeType, by name or number
 
@@ -86,7 +91,7 @@ def config_from_prototxt(
         class_names=tuple(class_names) if class_names is not None else family["class_names"],
         source_layers=sources,
         integer_anchor_sizes=True,  # Caffe's PriorBox truncates sizes to int
-        pixel_mean=tuple(pixel_mean) if pixel_mean is not None else family["pixel_mean"],
+        pixel_mean=_rgb(pixel_mean) if pixel_mean is not None else family["pixel_mean"],
         pixel_std=family["pixel_std"],
         channel_order=family["channel_order"],
         extra={
@@ -121,6 +126,14 @@ def _detection_output(net: CaffeNet, path: str | Path) -> CaffeLayer:
     if "num_classes" not in param:
         raise PrototxtError(f"{path}: DetectionOutput has no num_classes")
     return found[0]
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    """Three values (R, G, B); SSDConfig refuses any other count."""
+    if len(values) != 3:
+        raise ValueError(f"pixel_mean and pixel_std need 3 values (RGB), got {list(values)}")
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
 
 
 def _decoder_config(detection: CaffeLayer) -> DecoderConfig:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 METHODS = ("caffe", "fast")
 # The valid range of a score threshold, [SCORE_THRESHOLD_MIN, SCORE_THRESHOLD_BELOW).
@@ -24,7 +24,6 @@ SCORE_THRESHOLD_BELOW = 1.0
 # The old `SSD(...)` / `build_model(...)` keyword for `method` (models saved before the
 # DecoderConfig existed carry it).
 LEGACY_METHOD_KEY = "decoder"
-Scores = TypeVar("Scores")
 
 
 def check_score_threshold(value: float, name: str = "score_threshold") -> float:
@@ -37,9 +36,10 @@ def check_score_threshold(value: float, name: str = "score_threshold") -> float:
     return value
 
 
-def passes_score_threshold(scores: Scores, threshold: float) -> Scores:
-    """The one score rule: `scores > threshold` (NumPy arrays or tensors, elementwise)."""
-    return scores > threshold  # type: ignore[operator, no-any-return]
+def passes_score_threshold(scores: Any, threshold: float) -> Any:
+    """The one score rule: `scores > threshold`, elementwise on a NumPy array or a tensor
+    (bool array / tensor of the same shape)."""
+    return scores > threshold
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ TensorSpecs = dict[str, tuple[str, tuple[int, ...]]]
 def serving_specs(model: SSD) -> tuple[TensorSpecs, TensorSpecs]:
     """Input and output specs of the serving signature of the inference `model`."""
     height, width = model.ssd_config.image_size
-    inputs = {INPUT_NAME: ("uint8", (height, width, 3))}
-    outputs = {
+    inputs: TensorSpecs = {INPUT_NAME: ("uint8", (height, width, 3))}
+    outputs: TensorSpecs = {
         name: (keras.backend.standardize_dtype(tensor.dtype), tuple(tensor.shape[1:]))
         for name, tensor in model.output.items()
     }

@@ -140,9 +140,9 @@ def draw_boxes(
     height, width = image.shape[:2]
     style = style or style_for(height, width)
     canvas = image.copy()
-    for box, colour in zip(boxes, colours, strict=True):
+    for box, colour in zip(boxes.tolist(), colours, strict=True):
         _draw_outline(canvas, outline_rect(box, height, width), colour, style.thickness_px)
-    for box, caption, colour in zip(boxes, captions, colours, strict=True):
+    for box, caption, colour in zip(boxes.tolist(), captions, colours, strict=True):
         if caption:
             rect = label_rect(box, caption, height, width, style)
             _draw_caption(canvas, rect, caption, colour, style)

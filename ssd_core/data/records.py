@@ -14,13 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-OnInvalidBox = Literal["skip", "fail"]
 ON_INVALID_BOX_CHOICES = ("skip", "fail")
 
 # Boxes may overshoot the image by up to this many pixels (float rounding in COCO, VOC's
@@ -103,6 +101,7 @@ class ImageRecord:
         but crowd regions. A crowd box covers many instances at once; matched as a positive
         it would teach one box for the crowd. torchvision's detection references drop them
         the same way (`iscrowd == 0` only), and COCOeval ignores them."""
+        assert self.crowd is not None  # set by __post_init__
         keep = ~self.crowd
         return self.boxes[keep], self.labels[keep]
 
