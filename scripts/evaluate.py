@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--gallery-score-threshold", type=float, default=0.3,
-        help="detections drawn and counted in the gallery: score >= this (the service default)",
+        help="detections drawn and counted in the gallery: score above this (the service default)",
     )  # fmt: skip
     return parser
 

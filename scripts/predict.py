@@ -151,20 +151,11 @@ def check_limits(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
     """--score-threshold and --max-detections as `Detections.filter` arguments.
 
     Raises:
-        ValueError: a value the model's decoder cannot honour (below its threshold, above its
-            detection count), or out of range.
+        ValueError: out of range, or beyond what the model's decoder returns (below its
+            threshold, above its detection count).
     """
-    from ssd_core.decoder_config import check_score_threshold
-
-    decoder = predictor.decoder_config
-    threshold = check_score_threshold(args.score_threshold, "--score-threshold")
-    if threshold < decoder.score_threshold:
-        raise ValueError(
-            f"--score-threshold must be >= {decoder.score_threshold:g}, the model decoder's"
-        )
-    if not 1 <= args.max_detections <= decoder.max_detections:
-        raise ValueError(f"--max-detections must be in 1..{decoder.max_detections} for this model")
-    return {"score_threshold": threshold, "max_detections": args.max_detections}
+    predictor.decoder_config.check_honours(args.score_threshold, args.max_detections)
+    return {"score_threshold": args.score_threshold, "max_detections": args.max_detections}
 
 
 def _image_result(path: Path, name: str, width: int, height: int, detections: Any) -> dict:

@@ -16,11 +16,10 @@ digits raises, so ids are checked character by character and by length before co
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import Any
 
 from service.errors import InvalidParameterError
-from ssd_core.decoder_config import DecoderConfig, check_score_threshold
+from ssd_core.decoder_config import DecoderConfig
 
 _ASCII_DIGITS = frozenset("0123456789")
 # Longer than any real label id; bounds the work and the size of the error message.
@@ -37,16 +36,7 @@ def score_threshold_for(requested: float | None, default: float, decoder: Decode
     """
     if requested is None:
         return max(default, decoder.score_threshold)
-    try:
-        check_score_threshold(requested)
-    except ValueError as error:
-        raise InvalidParameterError(str(error)) from None
-    # Compared in float32, the precision of the scores (and of a gRPC request's field).
-    if np.float32(requested) < np.float32(decoder.score_threshold):
-        raise InvalidParameterError(
-            f"score_threshold must be >= {decoder.score_threshold:g}, the threshold of the "
-            f"model's decoder (it returns no scores at or below it), got {requested:g}"
-        )
+    _check(decoder, score_threshold=requested)
     return float(requested)
 
 
@@ -58,12 +48,15 @@ def max_detections_for(requested: int | None, default: int, decoder: DecoderConf
     """
     if requested is None:
         return min(default, decoder.max_detections)
-    if not 1 <= requested <= decoder.max_detections:
-        raise InvalidParameterError(
-            f"max_detections must be in 1..{decoder.max_detections} (the model's decoder keeps "
-            f"at most {decoder.max_detections} per image), got {requested}"
-        )
+    _check(decoder, max_detections=requested)
     return requested
+
+
+def _check(decoder: DecoderConfig, **request: Any) -> None:
+    try:
+        decoder.check_honours(**request)
+    except ValueError as error:
+        raise InvalidParameterError(str(error)) from None
 
 
 def parse_label_id(text: str) -> int | None:

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 METHODS = ("caffe", "fast")
 # The valid range of a score threshold, [SCORE_THRESHOLD_MIN, SCORE_THRESHOLD_BELOW).
 SCORE_THRESHOLD_MIN = 0.0
@@ -77,6 +79,26 @@ class DecoderConfig:
             object.__setattr__(self, name, int(value))
         if not isinstance(self.clip, bool):
             raise ValueError(f"clip must be true or false, got {self.clip!r}")
+
+    def check_honours(
+        self, score_threshold: float | None = None, max_detections: int | None = None
+    ) -> None:
+        """Raise ValueError, naming the limit, unless this decoder's output can honour a later
+        filter: it returns no scores at or below its own threshold (compared in float32, the
+        precision of the scores) and at most `max_detections` per image. None: not asked."""
+        if score_threshold is not None:
+            check_score_threshold(score_threshold)
+            if np.float32(score_threshold) < np.float32(self.score_threshold):
+                raise ValueError(
+                    f"score_threshold must be >= {self.score_threshold:g}, the threshold of the "
+                    "model's decoder (it returns no scores at or below it), "
+                    f"got {score_threshold:g}"
+                )
+        if max_detections is not None and not 1 <= max_detections <= self.max_detections:
+            raise ValueError(
+                f"max_detections must be in 1..{self.max_detections} (the model's decoder keeps "
+                f"at most {self.max_detections} per image), got {max_detections}"
+            )
 
     def replace(self, **changes: Any) -> DecoderConfig:
         """A copy with some fields changed (validated like a new config)."""

@@ -97,6 +97,19 @@ async function loadModels() {
   setState("idle");
 }
 
+// The server refuses a threshold below the model decoder's (it never returns those scores).
+const thresholds = new Map();
+
+async function requestThreshold(model) {
+  if (!thresholds.has(model)) {
+    const response = await api(model ? `/model?model=${encodeURIComponent(model)}` : "/model");
+    const info = response.ok ? await readJson(response) : null;
+    const decoder = info && info.decoder ? Number(info.decoder.score_threshold) : 0;
+    thresholds.set(model, Math.max(REQUEST_THRESHOLD, decoder || 0));
+  }
+  return thresholds.get(model);
+}
+
 function showModel(name, version) {
   $("model-info").textContent = version ? `${name}, version ${version}` : name;
 }
@@ -131,8 +144,8 @@ async function detect(blob, filename) {
   hideError();
   $("status").textContent = `detecting ${filename}…`;
   const url = new URL("/detect", window.location.origin);
-  url.searchParams.set("score_threshold", String(REQUEST_THRESHOLD));
   const model = state.models.length > 1 ? $("model").value : null;
+  url.searchParams.set("score_threshold", String(await requestThreshold(model)));
   if (model) url.searchParams.set("model", model);
   const form = new FormData();
   form.append("image", blob, filename);
@@ -174,7 +187,7 @@ function fail(message) {
 function visibleDetections() {
   if (!state.result) return [];
   const threshold = Number($("threshold").value);
-  return state.result.detections.filter((d) => d.score >= threshold);
+  return state.result.detections.filter((d) => d.score > threshold);  // the server's rule
 }
 
 function redraw() {
