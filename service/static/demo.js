@@ -75,6 +75,7 @@ async function listModels() {
   const response = await api("/model");
   const info = await readJson(response);
   if (!response.ok || !info) throw new ApiError(response, info);
+  rememberThreshold(null, info);
   return [{ name: info.name, version: info.version, single: true }];
 }
 
@@ -97,15 +98,19 @@ async function loadModels() {
   setState("idle");
 }
 
-// The server refuses a threshold below the model decoder's (it never returns those scores).
+// The server refuses a threshold below the model decoder's (it never returns those scores):
+// the threshold to ask for, by model name (null: the default model), from GET /model.
 const thresholds = new Map();
+
+function rememberThreshold(model, info) {
+  const decoder = info && info.decoder ? Number(info.decoder.score_threshold) : 0;
+  thresholds.set(model, Math.max(REQUEST_THRESHOLD, decoder || 0));
+}
 
 async function requestThreshold(model) {
   if (!thresholds.has(model)) {
     const response = await api(model ? `/model?model=${encodeURIComponent(model)}` : "/model");
-    const info = response.ok ? await readJson(response) : null;
-    const decoder = info && info.decoder ? Number(info.decoder.score_threshold) : 0;
-    thresholds.set(model, Math.max(REQUEST_THRESHOLD, decoder || 0));
+    rememberThreshold(model, response.ok ? await readJson(response) : null);
   }
   return thresholds.get(model);
 }
