@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # SSD detection service on a CUDA-enabled TensorFlow base. Build: `docker compose build`.
-# The install steps are the ones CI runs (`make install`: pip install of the project, then the
-# gRPC codegen), except that the TensorFlow GPU base image already provides TensorFlow, so no
-# `cpu`/`gpu` extra is installed on top of it.
+# The image installs only what serving needs: the project with its `serve` extra (not `train`,
+# `eval` or `dev`), gRPC stubs generated at build time; the TensorFlow GPU base image already
+# provides TensorFlow, so no `cpu`/`gpu` extra is installed on top of it.
 ARG TF_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 
 # --- build: wheels of the project (with generated gRPC stubs) and of its dependencies --------
@@ -15,7 +15,7 @@ COPY ssd_core ./ssd_core
 COPY service ./service
 RUN python -m pip install --no-cache-dir grpcio-tools \
  && python -m service._codegen \
- && python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels ".[serve]"
 
 # --- runtime: the base image, the wheels, a non-root user -----------------------------------
 FROM ${TF_IMAGE} AS runtime
@@ -27,7 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SSD_HTTP_PORT=8080 \
     SSD_GRPC_PORT=50051
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+RUN python -m pip install --no-cache-dir --no-index --find-links /wheels "ssd-detection[serve]" \
+ && rm -rf /wheels \
  && useradd --create-home --uid 10001 ssd \
  && mkdir -p /models && chown ssd /models
 COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/ssd-healthcheck

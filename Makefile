@@ -9,6 +9,7 @@ EXTRA ?= cpu
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	# Everything, for development and the tests: dev pulls in serve, train and eval.
 	$(PY) -m pip install -e ".[$(EXTRA),dev,onnx,openvino]"
 	$(PY) -m service._codegen
 	touch $@
@@ -21,8 +22,10 @@ run: install
 protos: install
 	$(PY) -m service._codegen
 
+# ruff, then mypy (the files and the strict service/ settings are in pyproject.toml), then pytest.
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-slow: install
@@ -31,6 +34,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: install
 	$(PY) -m ruff format .

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         modules[name] = module
-        module.add_arguments(subparsers.add_parser(name, help=module.__doc__.splitlines()[0]))
+        summary = (module.__doc__ or name).splitlines()[0]
+        module.add_arguments(subparsers.add_parser(name, help=summary))
     args = parser.parse_args(argv)
     return modules[args.command].main(args) or 0
 

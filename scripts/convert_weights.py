@@ -29,7 +29,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ssd_core import SSDConfig, build_model
+from ssd_core import DecoderConfig, SSDConfig, build_model
 from ssd_core.atomic_write import atomic_path
 from ssd_core.input_files import InputFileError, require_file
 from ssd_core.model import MODES
@@ -146,7 +146,8 @@ def main(args: argparse.Namespace) -> int:
         require_file(source_file, f"a {source_format} weight file")
         logger.info("model config: %s", config.to_json(indent=None))
         # A prototxt's DetectionOutput settings become the saved model's decoder.
-        model = build_model(config, mode=args.mode, **config.extra.get("decoder", {}))
+        decoder = DecoderConfig.from_dict(config.extra.get("decoder", {}))
+        model = build_model(config, mode=args.mode, decoder_config=decoder)
         LOADERS[source_format](model, source_file, base_only=args.base_only)
         if args.keep_classes:
             keep = [name.strip() for name in args.keep_classes.split(",") if name.strip()]

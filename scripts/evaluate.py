@@ -61,25 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--gallery-score-threshold", type=float, default=0.3,
-        help="detections drawn and counted in the gallery: score >= this (the service default)",
+        help="detections drawn and counted in the gallery: score above this (the service default)",
     )  # fmt: skip
     return parser
-
-
-def load_inference_model(path: str) -> Any:
-    """A saved SSD in inference mode (training-mode models are converted)."""
-    import keras
-
-    import ssd_core  # noqa: F401 - registers the custom layers load_model needs
-    from ssd_core.model import to_inference
-
-    model = keras.saving.load_model(path)
-    if not hasattr(model, "ssd_config"):
-        raise ValueError(f"{path} is not an ssd_core SSD model (it has no ssd_config)")
-    if getattr(model, "mode", "inference") != "inference":
-        logger.info("converting the training-mode model to inference mode")
-        model = to_inference(model)
-    return model
 
 
 def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
@@ -91,10 +75,12 @@ def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]
             raise ValueError(f"{args.detections} must hold a JSON list of detections")
         return dataset, detections
     from ssd_core.evaluation.predict import predict_dataset
+    from ssd_core.inference import Predictor, load_inference_model
 
-    model = load_inference_model(args.model)
-    dataset = load_dataset(args.dataset, args.split, model.ssd_config.class_names)
-    detections = predict_dataset(model, dataset.records, args.batch_size, not args.no_progress)
+    predictor = Predictor.from_model(load_inference_model(args.model))
+    logger.info("decoder: %s; resize: %s", predictor.decoder_config, predictor.config.resize)
+    dataset = load_dataset(args.dataset, args.split, predictor.config.class_names)
+    detections = predict_dataset(predictor, dataset.records, args.batch_size, not args.no_progress)
     return dataset, detections
 
 

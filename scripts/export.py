@@ -9,23 +9,26 @@ Examples:
         --out exports/ssd300_voc.onnx
 
 The served signature takes `images` (B, H, W, 3) uint8 RGB already resized to the model input
-size and returns `boxes` (normalised xyxy), `scores`, `classes`, `num_detections`; see
-`ssd_core.export`. Decoder settings can be overridden for the exported graph. Outputs are
-written under a temporary name and renamed when complete; an existing non-empty SavedModel
-directory is never replaced. User errors (a missing, truncated or non-SSD model, an occupied
---out) print one line naming the file and exit with status 2.
+size (the config's resize policy) and returns `boxes` (normalised xyxy), `scores`, `labels`,
+`num_detections`; see `ssd_core.export`. Decoder settings can be overridden for the exported
+graph. Outputs are written under a temporary name and renamed when complete; an existing
+non-empty SavedModel directory is never replaced. User errors (a missing, truncated or non-SSD
+model, an occupied --out, an invalid decoder override) print one line naming the file and exit
+with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
+from ssd_core import DecoderConfig
 from ssd_core.export import export_onnx, export_savedmodel, write_triton_repository
-from ssd_core.input_files import InputFileError, load_keras_model
-from ssd_core.model import SSD
+from ssd_core.inference import load_inference_model
+from ssd_core.input_files import InputFileError
 
 logger = logging.getLogger("export")
 
@@ -52,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue-delay-us", type=int, default=2000, help="Triton dynamic batching delay"
     )
     decoder = parser.add_argument_group("decoder overrides (default: the model's own)")
-    decoder.add_argument("--decoder", help="caffe (per-class NMS) or fast (class-agnostic)")
+    decoder.add_argument(
+        "--decoder", dest="method", help="caffe (per-class NMS) or fast (class-agnostic)"
+    )
     decoder.add_argument("--score-threshold", type=float)
     decoder.add_argument("--iou-threshold", type=float)
     decoder.add_argument("--top-k", type=int)
@@ -67,25 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def decoder_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The decoder options given on the command line (unset ones are left to the model)."""
-    names = ("decoder", "score_threshold", "iou_threshold", "top_k", "max_detections", "clip")
+    """The `DecoderConfig` fields given on the command line (unset ones are the model's)."""
+    names = [field.name for field in dataclasses.fields(DecoderConfig)]
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def main(args: argparse.Namespace) -> int:
     logger.info("configuration: %s", vars(args))
     try:
-        model = load_keras_model(args.model)
-    except InputFileError as error:
+        model = load_inference_model(args.model, decoder_overrides(args))
+    except (InputFileError, ValueError) as error:
         logger.error("%s", error)
         return 2
-    if not isinstance(model, SSD):
-        logger.error("%s is not an ssd_core SSD model (got %s)", args.model, type(model).__name__)
-        return 2
-    options = decoder_overrides(args)
+    logger.info("decoder: %s", model.decoder_config)
     try:
         if args.format == "savedmodel":
-            out = export_savedmodel(model, args.out, **options)
+            out = export_savedmodel(model, args.out)
         elif args.format == "triton":
             out = write_triton_repository(
                 model,
@@ -94,10 +96,9 @@ def main(args: argparse.Namespace) -> int:
                 version=args.version,
                 max_batch_size=args.max_batch_size,
                 max_queue_delay_us=args.max_queue_delay_us,
-                **options,
             )
         else:
-            out = export_onnx(model, args.out, **options)
+            out = export_onnx(model, args.out)
     except ImportError as error:
         logger.error("ONNX export needs the 'onnx' extra (pip install -e '.[onnx]'): %s", error)
         return 2

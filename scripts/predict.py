@@ -5,9 +5,9 @@ Examples:
     python scripts/predict.py models/ssd300_voc.keras a.jpg b.png --out out \\
         --score-threshold 0.5 --format png
 
-The images go through the service's own path: `service.images.decode_image` (EXIF
-orientation, any mode to 8-bit RGB), `resize_to_input` (the one resize policy),
-`Detector.predict_batch` and `to_pixel_detections` (boxes in original pixels), and are drawn by
+The images go through the service's own inference path, `ssd_core.inference`: `read_image`
+(EXIF orientation, any mode to 8-bit RGB), the model's resize policy, the model's decoder and
+the mapping back to original pixels (`Predictor.predict`); they are drawn and encoded by
 `ssd_core.visualize` as the service's `render=true` answers are. Writes to --out one annotated
 image per input (`<name>.jpg` or `.png`), `detections.json` (per image: file, size, the API's
 detection objects, or the error) and `detections.csv` (one row per detection). A folder
@@ -31,9 +31,7 @@ import numpy as np
 logger = logging.getLogger("predict")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-# An offline tool reads trusted files: limits far above the service's, still refusing bombs.
-MAX_IMAGE_BYTES = 512 * 1024 * 1024
-MAX_IMAGE_PIXELS = 400_000_000
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 CSV_FIELDS = ("image", "label", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
 
 
@@ -42,8 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="saved .keras SSD (training-mode files are converted)")
     parser.add_argument("images", nargs="+", help="image files and/or folders of images")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--score-threshold", type=float, default=0.3)
-    parser.add_argument("--max-detections", type=int, default=100)
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.3,
+        help="keep scores above this (not below the model decoder's threshold)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-detections", type=int, default=100,
+        help="at most this many per image (not above the model decoder's max_detections)",
+    )  # fmt: skip
     parser.add_argument(
         "--format", choices=("same", "jpeg", "png"), default="same",
         help="annotated image format; same: JPEG for JPEG inputs, PNG otherwise",
@@ -77,6 +81,13 @@ def batches(paths: Sequence[Path], size: int) -> Iterator[list[Path]]:
         yield list(paths[start : start + size])
 
 
+def media_type_for(path: Path, forced: str | None) -> str:
+    """The annotated image's type: `forced`, else JPEG for a JPEG input and PNG otherwise."""
+    from ssd_core.visualize import JPEG, PNG
+
+    return forced or (JPEG if path.suffix.lower() in JPEG_SUFFIXES else PNG)
+
+
 def output_name(path: Path, media_type: str, taken: set[str]) -> str:
     """`<stem>.jpg|.png`, with `_2`, `_3`, ... when two inputs share a stem."""
     suffix = ".jpg" if media_type == "image/jpeg" else ".png"
@@ -89,21 +100,21 @@ def output_name(path: Path, media_type: str, taken: set[str]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from service.detector import load_detector, to_pixel_detections
-    from service.errors import ServiceError
-    from service.images import decode_image, resize_to_input
-    from service.render import JPEG, PNG, annotate, encode_image, response_type
+    from ssd_core.inference import ImageDecodeError, Predictor, load_inference_model, read_image
+    from ssd_core.input_files import InputFileError
+    from ssd_core.visualize import JPEG, PNG, draw_detections, encode_image
 
     logger.info("configuration: %s", vars(args))
-    if not 0.0 <= args.score_threshold <= 1.0 or args.max_detections < 1 or args.batch_size < 1:
-        logger.error("need 0 <= --score-threshold <= 1, --max-detections >= 1, --batch-size >= 1")
+    if args.batch_size < 1:
+        logger.error("--batch-size must be >= 1, got %d", args.batch_size)
         return 2
     try:
         paths = find_images(args.images)
-    except FileNotFoundError as error:
+        predictor = Predictor.from_model(load_inference_model(args.model))
+        limits = check_limits(args, predictor)
+    except (FileNotFoundError, InputFileError, ValueError) as error:
         logger.error("%s", error)
         return 2
-    detector = load_detector(Path(args.model))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     forced = {"jpeg": JPEG, "png": PNG}.get(args.format)
@@ -111,31 +122,24 @@ def main(args: argparse.Namespace) -> int:
     taken: set[str] = set()
     progress = _progress(len(paths), not args.no_progress)
     for group in batches(paths, args.batch_size):
-        decoded: list[tuple[Path, bytes, np.ndarray]] = []
+        decoded: list[tuple[Path, np.ndarray]] = []
         for path in group:
             try:
-                data = path.read_bytes()
-                rgb = decode_image(data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS)
-            except (OSError, ServiceError) as error:
+                decoded.append((path, read_image(path)))
+            except (OSError, ImageDecodeError) as error:
                 logger.warning("skipping %s: %s", path, error)
                 results.append({"image": str(path), "error": str(error)})
-                continue
-            decoded.append((path, data, rgb))
-        if decoded:
-            pixels = np.stack([resize_to_input(rgb, detector.input_size) for _, _, rgb in decoded])
-            for (path, data, rgb), raw in zip(decoded, detector.predict_batch(pixels), strict=True):
-                height, width = rgb.shape[:2]
-                detections = to_pixel_detections(
-                    raw, width=width, height=height, label_names=detector.config.label_names,
-                    score_threshold=args.score_threshold, max_detections=args.max_detections,
-                )  # fmt: skip
-                media_type = forced or response_type(True, None, data) or PNG
-                name = output_name(path, media_type, taken)
-                (out / name).write_bytes(encode_image(annotate(rgb, detections), media_type))
-                results.append(_image_result(path, name, width, height, detections))
+        found = predictor.predict([rgb for _, rgb in decoded])
+        for (path, rgb), detections in zip(decoded, found, strict=True):
+            detections = detections.filter(**limits)
+            media_type = media_type_for(path, forced)
+            name = output_name(path, media_type, taken)
+            (out / name).write_bytes(encode_image(draw_detections(rgb, detections), media_type))
+            height, width = rgb.shape[:2]
+            results.append(_image_result(path, name, width, height, detections))
         progress.update(len(group))
     progress.close()
-    write_outputs(out, results, detector)
+    write_outputs(out, results, predictor.config.name, args.model)
     failed = [r["image"] for r in results if "error" in r]
     logger.info("wrote %d annotated images to %s", len(results) - len(failed), out)
     if failed:
@@ -143,21 +147,35 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def check_limits(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
+    """--score-threshold and --max-detections as `Detections.filter` arguments.
+
+    Raises:
+        ValueError: out of range, or beyond what the model's decoder returns (below its
+            threshold, above its detection count).
+    """
+    predictor.decoder_config.check_honours(args.score_threshold, args.max_detections)
+    return {"score_threshold": args.score_threshold, "max_detections": args.max_detections}
+
+
 def _image_result(path: Path, name: str, width: int, height: int, detections: Any) -> dict:
     """One image's JSON entry; `detections` as `POST /detect` answers them."""
     return {
         "image": str(path), "annotated": name, "width": width, "height": height,
         "detections": [
-            {"label": d.label, "class_id": d.class_id, "score": d.score,
-             "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), d.box, strict=True))}
-            for d in detections
+            {"label": label_name, "class_id": label, "score": score,
+             "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))}
+            for box, score, label, label_name in detections.rows()
         ],
     }  # fmt: skip
 
 
-def write_outputs(out: Path, results: list[dict[str, Any]], detector: Any) -> None:
+def write_outputs(out: Path, results: list[dict[str, Any]], name: str, model: str) -> None:
     """`detections.json` (model name and version, then one entry per image) and `.csv`."""
-    document = {"model_name": detector.name, "model_version": detector.version, "images": results}
+    from ssd_core.input_files import file_digest
+
+    version = file_digest(model)[:12]  # the version the service reports for the file
+    document = {"model_name": name, "model_version": version, "images": results}
     (out / "detections.json").write_text(json.dumps(document, indent=2))
     with (out / "detections.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)

@@ -19,44 +19,21 @@ refused unless --overwrite, which deletes that run's outputs. Outputs are writte
 (a kill leaves the previous file); user errors print one line naming the file and exit 2.
 Multi-GPU: all GPUs of the host are used through MirroredStrategy; for
 several hosts set TF_CONFIG on each and pass --multi-worker (MultiWorkerMirroredStrategy).
+Everything but argument parsing is `ssd_core.training.fit`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 import tempfile
-import time
-import zipfile
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from ssd_core.atomic_write import atomic_path, write_text  # noqa: E402
-from ssd_core.config import SSDConfig  # noqa: E402
-from ssd_core.data.pipeline import training_dataset  # noqa: E402
-from ssd_core.data.records import DatasetError  # noqa: E402
-from ssd_core.data.sources import load_dataset  # noqa: E402
-from ssd_core.evaluation.voc_eval import evaluate_voc  # noqa: E402
-from ssd_core.input_files import InputFileError, describe, require_file  # noqa: E402
-from ssd_core.losses import SSDLoss  # noqa: E402
-from ssd_core.model import build_model, to_inference  # noqa: E402
-from ssd_core.run_folder import DatasetIdentity, prepare_run_folder  # noqa: E402
-from ssd_core.training import (  # noqa: E402
-    NonFiniteLossError,
-    Trainer,
-    WarmupPiecewiseDecay,
-    detect,
-    make_checkpoint_manager,
-    write_scalars,
-)
+from ssd_core.config import SSDConfig
+from ssd_core.training import DataSpec, FitSettings, NonFiniteLossError, fit
 
 logger = logging.getLogger("train")
 
@@ -114,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--checkpoint-every", type=int, default=1000)
     out.add_argument("--keep-checkpoints", type=int, default=3)
     out.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--quick", action="store_true", help="tiny generated dataset, few steps")
     return parser
 
@@ -138,146 +116,63 @@ def apply_quick(args: argparse.Namespace) -> None:
     args.log_every = 1
 
 
-def resolve_config(args: argparse.Namespace, class_names: tuple[str, ...]) -> SSDConfig:
-    if args.config is not None:
-        config = SSDConfig.load(args.config)
-    else:
-        config = SSDConfig.preset(args.preset)
+def model_config(args: argparse.Namespace) -> SSDConfig:
+    """--config, else --preset (at the --quick input size)."""
+    config = SSDConfig.load(args.config) if args.config else SSDConfig.preset(args.preset)
     if getattr(args, "quick_image_size", None):
         config = config.replace(image_size=args.quick_image_size)
-    if config.class_names != tuple(class_names):
-        raise DatasetError(
-            f"the model's classes {list(config.class_names)} differ from the dataset's "
-            f"{list(class_names)}; write a --config with the dataset's class_names"
-        )
     return config
 
 
-def choose_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
-    if args.multi_worker:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def build_trainer(
-    args: argparse.Namespace, config: SSDConfig, strategy: tf.distribute.Strategy
-) -> Trainer:
-    boundaries = [round(int(s) * args.schedule_scale) for s in args.lr_steps.split(",") if s]
-    schedule = WarmupPiecewiseDecay(args.lr, boundaries, warmup_steps=args.warmup_steps)
-    with strategy.scope():
-        model = build_model(config, "training")
-        if args.weights is not None:
-            load_initial_weights(model, args.weights)
-        if args.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(learning_rate=schedule)
-        else:
-            optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=args.momentum)
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        return Trainer(model, optimizer, SSDLoss(), args.weight_decay, strategy)
-
-
-def load_initial_weights(model: keras.Model, path: Path) -> None:
-    """`model.load_weights(path)` with `InputFileError` for a missing, truncated or foreign file."""
-    require_file(path, "a .keras or .weights.h5 file")
-    try:
-        model.load_weights(path)
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
-        raise InputFileError(path, f"cannot load weights from it ({describe(error)})") from error
-    logger.info("loaded initial weights from %s", path)
-
-
-def validate(trainer: Trainer, records: list, class_names: tuple[str, ...]) -> dict:
-    inference = to_inference(trainer.model)
-    detections = detect(inference, records)
-    truth = {r.image_id: r.ground_truth() for r in records}
-    result = evaluate_voc(detections, truth, metric="voc07")
-    return result.to_dict(class_names)
+def fit_settings(args: argparse.Namespace) -> FitSettings:
+    boundaries = tuple(round(int(s) * args.schedule_scale) for s in args.lr_steps.split(",") if s)
+    return FitSettings(
+        steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+        learning_rate=args.lr, lr_boundaries=boundaries, warmup_steps=args.warmup_steps,
+        momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
+        mixed_precision=args.mixed_precision, multi_worker=args.multi_worker,
+        channel_swap_prob=args.channel_swap_prob, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+        val_every=args.val_every, max_val_images=args.max_val_images,
+    )  # fmt: skip
 
 
 def train(args: argparse.Namespace) -> int:
-    keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision == "on" or (
-        args.mixed_precision == "auto" and tf.config.list_physical_devices("GPU")
-    ):
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = choose_strategy(args)
+    logger.info("configuration: %s", {k: str(v) for k, v in vars(args).items()})
+    progress = ProgressBar(args)
     try:
-        train_data = load_dataset(args.dataset, args.split)
-        config = resolve_config(args, train_data.class_names)
-        val_records = []
-        if args.val_split:
-            val_data = load_dataset(
-                args.val_dataset or args.dataset, args.val_split, config.class_names
-            )
-            val_records = list(val_data.records[: args.max_val_images])
-        logger.info(
-            "training %s (%s) on %d images, %d replica(s); settings: %s",
-            config.name,
-            config.image_size,
-            len(train_data.records),
-            strategy.num_replicas_in_sync,
-            json.dumps({k: str(v) for k, v in vars(args).items()}),
-        )
-        identity = DatasetIdentity.of(train_data, args.dataset, args.split)
-        prepare_run_folder(args.out, config, identity, overwrite=args.overwrite)
-        trainer = build_trainer(args, config, strategy)
+        data = DataSpec(args.dataset, args.split, args.val_dataset, args.val_split)
+        fit(model_config(args), data, args.out, fit_settings(args), weights=args.weights,
+            overwrite=args.overwrite, on_step=progress.step)  # fmt: skip
+    except NonFiniteLossError as error:
+        logger.error("stopping: %s", error)
+        return 2
     except USER_ERRORS as error:
         logger.error("%s", error)
         return 2
-    manager = make_checkpoint_manager(trainer, args.out / "checkpoints", args.keep_checkpoints)
-    start = trainer.step
-    if start:
-        logger.info("resuming at step %d", start)
-    dataset = training_dataset(
-        list(train_data.records),
-        config,
-        args.batch_size,
-        seed=args.seed,
-        start_index=start * args.batch_size,
-        channel_swap_prob=args.channel_swap_prob,
-    )
-    batches = iter(strategy.experimental_distribute_dataset(dataset))
-    writer = tf.summary.create_file_writer(str(args.out / "logs"))
-    progress = tqdm(total=args.steps, initial=start, desc="train", dynamic_ncols=True)
-    started = time.monotonic()
-    while trainer.step < args.steps:
-        images, targets = next(batches)
-        try:
-            losses = trainer.train_step(images, targets)
-        except NonFiniteLossError as error:
-            progress.close()
-            logger.error("stopping: %s", error)
-            return 2
-        step = trainer.step
-        progress.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            lr = trainer.learning_rate()
-            progress.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}")
-            write_scalars(writer, {**losses, "learning_rate": lr}, step, "train")
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            manager.save(checkpoint_number=step)
-        if val_records and (step % args.val_every == 0 or step == args.steps):
-            summary = validate(trainer, val_records, config.class_names)
-            m_ap = summary["mAP"] or 0.0
-            logger.info("step %d: VOC07 mAP %.4f on %d images", step, m_ap, len(val_records))
-            write_scalars(writer, {"mAP": m_ap}, step, "val")
-            metrics = json.dumps({"step": step, **summary}, indent=2)
-            write_text(args.out / "val_metrics.json", metrics)
-    progress.close()
-    model_path = args.out / "model.keras"
-    with atomic_path(model_path) as partial:  # a kill here leaves the previous model.keras
-        trainer.model.save(partial)
-    logger.info(
-        "done: %d steps (%.0f s this run); model saved to %s",
-        trainer.step,
-        time.monotonic() - started,
-        model_path,
-    )
+    finally:
+        progress.close()
     return 0
+
+
+class ProgressBar:
+    """A tqdm bar over the run's steps, moved by `fit`'s step callback."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=args.steps, desc="train", dynamic_ncols=True,
+                        disable=args.no_progress)  # fmt: skip
+        self.log_every = args.log_every
+
+    def step(self, step: int, losses: dict[str, Any]) -> None:
+        self.bar.n = step
+        if step % self.log_every == 0:
+            self.bar.set_postfix(loss=f"{losses['loss']:.3f}")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 One process, one event loop: a uvicorn server (HTTP) and a grpc.aio server share one
 `Runtime` (model, batcher). Start-up order: settings (one line per bad `SSD_` variable, exit 2),
 both ports bound exclusively (a busy port is named by its variable, exit 2), both servers
-started so liveness answers, then the model loads (a bad model file: one line, exit 2) and
+started so liveness answers, then the model loads (a missing or bad model file: one line
+naming it, exit 2; there is no fallback to a random model unless SSD_ALLOW_RANDOM_MODEL) and
 readiness (`/readyz`, gRPC health) turns true after warm-up. SIGTERM or SIGINT at any stage:
 readiness false, new requests refused, accepted ones finish (up to `SSD_SHUTDOWN_GRACE_S`),
 exit 0; a model still loading is abandoned.
@@ -43,6 +44,7 @@ async def serve(settings: Settings) -> None:
     Raises:
         StartupError: a port cannot be bound or the model file cannot be served.
     """
+    from service.errors import ModelLoadError, ModelNotFoundError
     from service.grpc_server import build_server, set_serving
     from service.http_app import create_app
     from service.http_protocol import uvicorn_config
@@ -102,8 +104,10 @@ async def serve(settings: Settings) -> None:
     http_server.should_exit = True
     await http_task
     failure = None if start_task.cancelled() else start_task.exception()
-    if isinstance(failure, ModelFileError):
-        raise StartupError(f"SSD_MODEL_PATH={settings.model_path}: {failure}") from None
+    if isinstance(failure, ModelFileError | ModelLoadError | ModelNotFoundError):
+        # The message names the file; SSD_MODEL_PATH, when set, is the variable to fix.
+        source = "" if settings.model_path is None else f"SSD_MODEL_PATH={settings.model_path}: "
+        raise StartupError(f"{source}{failure}") from None
     if failure is not None:
         raise failure
     logger.info("stopped")

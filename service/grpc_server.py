@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -110,6 +111,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             input_height=info["input_height"],
             input_width=info["input_width"],
             class_names=info["class_names"],
+            decoder_json=json.dumps(info["decoder"]),
             # Empty when SSD_EXPOSE_MODEL_CONFIG is false.
             config_json=json.dumps(info["config"])
             if self.runtime.settings.expose_model_config
@@ -203,7 +205,9 @@ def build_server(
         maximum_concurrent_rpcs=settings.grpc_max_in_flight + _SPARE_RPCS,
     )
     calls = CallLimit(settings.grpc_max_in_flight)
-    detector_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(runtime, calls), server)  # type: ignore[no-untyped-call]
+    # The generated registration function has no annotations (grpc_tools writes none).
+    add_servicer: Any = detector_pb2_grpc.add_DetectorServicer_to_server
+    add_servicer(DetectorServicer(runtime, calls), server)
     oip_grpc.add_to_server(runtime, calls, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -273,11 +277,11 @@ def _to_response(request_id: str, result: DetectResult) -> detector_pb2.DetectRe
         image_height=result.height,
         detections=[
             detector_pb2.Detection(
-                label=d.label,
-                class_id=d.class_id,
-                score=d.score,
-                box=detector_pb2.Box(xmin=d.box[0], ymin=d.box[1], xmax=d.box[2], ymax=d.box[3]),
+                label=name,
+                class_id=label,
+                score=score,
+                box=detector_pb2.Box(xmin=box[0], ymin=box[1], xmax=box[2], ymax=box[3]),
             )
-            for d in result.detections
+            for box, score, label, name in result.detections.rows()
         ],
     )

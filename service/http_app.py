@@ -39,6 +39,7 @@ from service.render import RENDER_TYPES, render_detections, response_type
 from service.runtime import DetectParams, DetectResult, Runtime
 from service.security import BearerAuth, document_bearer_auth
 from service.settings import Settings
+from ssd_core.decoder_config import SCORE_THRESHOLD_BELOW, SCORE_THRESHOLD_MIN
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ class ModelResponse(BaseModel):
     class_names: list[str] = Field(description="Foreground classes; class_names[i] is label i+1.")
     input_height: int
     input_width: int
+    decoder: dict[str, Any] = Field(
+        description="The model's DecoderConfig: a request's score_threshold must be at least "
+        "its score_threshold, its max_detections at most its max_detections."
+    )
     config: dict[str, Any] | None = Field(
         description="The full SSDConfig; null when SSD_EXPOSE_MODEL_CONFIG is false."
     )
@@ -166,9 +171,22 @@ async def detect(
     runtime: RuntimeDep,
     in_flight: InFlightDep,
     score_threshold: Annotated[
-        float | None, Query(ge=0.0, le=1.0, description="Minimum score, 0..1.")
+        float | None,
+        Query(
+            ge=SCORE_THRESHOLD_MIN,
+            lt=SCORE_THRESHOLD_BELOW,
+            description="Keep detections scoring above this, in [0, 1); not below the model "
+            "decoder's score_threshold (GET /model: decoder).",
+        ),
     ] = None,
-    max_detections: Annotated[int | None, Query(ge=1, description="At most this many.")] = None,
+    max_detections: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="At most this many; not above the model decoder's max_detections "
+            "(GET /model: decoder).",
+        ),
+    ] = None,
     classes: Annotated[
         str | None, Query(description="Comma-separated class names or label ids to keep.")
     ] = None,
@@ -409,11 +427,11 @@ def _to_response(result: DetectResult) -> DetectResponse:
         height=result.height,
         detections=[
             DetectionOut(
-                label=d.label,
-                class_id=d.class_id,
-                score=d.score,
-                box=BoxOut(xmin=d.box[0], ymin=d.box[1], xmax=d.box[2], ymax=d.box[3]),
+                label=name,
+                class_id=label,
+                score=score,
+                box=BoxOut(xmin=box[0], ymin=box[1], xmax=box[2], ymax=box[3]),
             )
-            for d in result.detections
+            for box, score, label, name in result.detections.rows()
         ],
     )

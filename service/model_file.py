@@ -2,7 +2,7 @@
 
 `check_model_file` only stats the path and reads a regular file's zip directory, so it never
 blocks (a FIFO is refused from its file type, never opened) and needs no TensorFlow; it runs
-when the settings are read. `check_ssd_model` runs on what Keras loaded.
+when the settings are read.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any
 
 
 class ModelFileError(ValueError):
@@ -58,19 +57,6 @@ def _check_keras_archive(path: Path) -> None:
         raise ModelFileError(f"{path} cannot be read: {error.strerror}") from None
     if "config.json" not in names:
         raise ModelFileError(f"{path} is a zip file but not a Keras model (no config.json)")
-
-
-def check_ssd_model(model: Any, path: Path) -> None:
-    """Refuse a loaded Keras model that is not an `ssd_core` SSD (it has no `ssd_config`).
-
-    Raises:
-        ModelFileError: naming `path`.
-    """
-    if getattr(model, "ssd_config", None) is None:
-        raise ModelFileError(
-            f"{path} is a Keras model ({type(model).__name__}) but not an SSD model "
-            "(no ssd_config); serve a model saved by ssd_core"
-        )
 
 
 def load_error(path: Path, error: Exception) -> ModelFileError:

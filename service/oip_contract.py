@@ -305,13 +305,12 @@ def detections_to_tensors(results: Sequence[DetectResult], k: int) -> dict[str, 
     labels = np.full((count, k), b"", dtype=object)
     found = np.zeros((count,), dtype=np.int32)
     for i, result in enumerate(results):
-        detections = result.detections[:k]
-        found[i] = len(detections)
-        for j, detection in enumerate(detections):
-            boxes[i, j] = detection.box
-            scores[i, j] = detection.score
-            classes[i, j] = detection.class_id
-            labels[i, j] = detection.label.encode("utf-8")
+        detections = result.detections
+        n = found[i] = min(len(detections), k)
+        boxes[i, :n] = detections.boxes[:n]
+        scores[i, :n] = detections.scores[:n]
+        classes[i, :n] = detections.labels[:n]
+        labels[i, :n] = [name.encode("utf-8") for name in detections.names[:n]]
     return {
         BOXES: boxes,
         SCORES: scores,

@@ -19,6 +19,7 @@ import numpy as np
 
 from service.errors import ServiceError, oip_http_status
 from service.oip_contract import IMAGE, RequestOptions, detections_to_tensors
+from service.params import max_detections_for
 from service.repository import ModelVersion
 from service.runtime import DetectResult, Runtime
 
@@ -76,6 +77,12 @@ async def infer(
     try:
         with runtime.pinned(request.model, request.version) as target:
             labels = (target.name, target.version)
+            # K: the request's max_detections, else the default the runtime resolves too.
+            k = max_detections_for(
+                request.options.params.max_detections,
+                runtime.settings.max_detections,
+                target.detector.decoder_config,
+            )
             results = await _detect_all(
                 runtime, request, target, _shorter(timeout_s, request.options.timeout_s), paced
             )
@@ -94,7 +101,6 @@ async def infer(
     runtime.metrics.observe_request(
         protocol, _status(protocol, None), time.perf_counter() - started, *labels
     )
-    k = request.options.params.max_detections or runtime.settings.max_detections
     tensors = detections_to_tensors(results, k)
     return InferResponse(
         model_name=labels[0],

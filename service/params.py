@@ -1,5 +1,13 @@
 """Strict parsing of request parameters shared by every protocol (HTTP query, gRPC fields).
 
+Score threshold and detection count are checked against the served model's decoder
+(`ssd_core.decoder_config.DecoderConfig`): the decoder only returns scores above its own
+threshold and at most its `max_detections`, so a request for a lower threshold or more
+detections cannot be honoured and is refused (422 / INVALID_ARGUMENT) with the limit, never
+silently capped. Unset values take the service defaults (`SSD_SCORE_THRESHOLD`,
+`SSD_MAX_DETECTIONS`), raised to the decoder's threshold and lowered to its count where the
+model is stricter than the defaults.
+
 Class filters name classes or give label ids. A label id is ASCII digits only: `str.isdigit`
 also accepts superscripts ("²") and other scripts' digits ("٤"), and `int()` of thousands of
 digits raises, so ids are checked character by character and by length before conversion.
@@ -8,14 +16,47 @@ digits raises, so ids are checked character by character and by length before co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from service.errors import InvalidParameterError
+from ssd_core.decoder_config import DecoderConfig
 
 _ASCII_DIGITS = frozenset("0123456789")
 # Longer than any real label id; bounds the work and the size of the error message.
 MAX_LABEL_ID_DIGITS = 9
 MAX_CLASS_ITEMS = 1000
 MAX_SHOWN_CHARS = 200  # of an unknown item, in the error message
+
+
+def score_threshold_for(requested: float | None, default: float, decoder: DecoderConfig) -> float:
+    """The score threshold of a request: `requested`, else `default` (not below the decoder's).
+
+    Raises:
+        InvalidParameterError: `requested` is outside [0, 1) or below the decoder's threshold.
+    """
+    if requested is None:
+        return max(default, decoder.score_threshold)
+    _check(decoder, score_threshold=requested)
+    return float(requested)
+
+
+def max_detections_for(requested: int | None, default: int, decoder: DecoderConfig) -> int:
+    """The detection count of a request: `requested`, else `default` (not above the decoder's).
+
+    Raises:
+        InvalidParameterError: `requested` is below 1 or above the decoder's `max_detections`.
+    """
+    if requested is None:
+        return min(default, decoder.max_detections)
+    _check(decoder, max_detections=requested)
+    return requested
+
+
+def _check(decoder: DecoderConfig, **request: Any) -> None:
+    try:
+        decoder.check_honours(**request)
+    except ValueError as error:
+        raise InvalidParameterError(str(error)) from None
 
 
 def parse_label_id(text: str) -> int | None:

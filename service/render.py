@@ -7,19 +7,11 @@ detections drawn by `ssd_core.visualize.draw_detections`. JSON stays the default
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import cv2
-import numpy as np
-
-from service.detector import Detection
 from service.images import decode_image
-from ssd_core.visualize import draw_detections
+from ssd_core.inference import Detections
+from ssd_core.visualize import JPEG, PNG, draw_detections, encode_image
 
-PNG, JPEG = "image/png", "image/jpeg"
 RENDER_TYPES = (PNG, JPEG)
-JPEG_QUALITY = 90
-PNG_COMPRESSION = 3  # zlib level: 1-3 cost a few ms per megapixel, 9 several times that
 _JSON_RANGES = ("application/json", "application/*", "*/*")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -67,7 +59,7 @@ def _ranges_by_preference(accept: str) -> list[str]:
 
 def render_detections(
     data: bytes,
-    detections: Sequence[Detection],
+    detections: Detections,
     media_type: str,
     *,
     max_bytes: int,
@@ -85,29 +77,4 @@ def render_detections(
         media_type: `image/png` or `image/jpeg`.
     """
     rgb = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return encode_image(annotate(rgb, detections), media_type)
-
-
-def annotate(rgb: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-    """(H, W, 3) uint8 RGB with `detections` (boxes in its pixels) drawn; a new array."""
-    return draw_detections(
-        rgb,
-        np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4),
-        [d.class_id for d in detections],
-        [d.label for d in detections],
-        [d.score for d in detections],
-    )
-
-
-def encode_image(rgb: np.ndarray, media_type: str) -> bytes:
-    """(H, W, 3) uint8 RGB -> PNG or JPEG (quality `JPEG_QUALITY`) bytes."""
-    if media_type == PNG:
-        extension, options = ".png", [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    elif media_type == JPEG:
-        extension, options = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    else:
-        raise ValueError(f"can encode {' or '.join(RENDER_TYPES)}, not {media_type!r}")
-    ok, encoded = cv2.imencode(extension, np.ascontiguousarray(rgb[..., ::-1]), options)
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as {media_type}")
-    return bytes(encoded.tobytes())
+    return encode_image(draw_detections(rgb, detections), media_type)

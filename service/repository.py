@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Protocol
 
 from service.batcher import DynamicBatcher
-from service.detector import Detector, RawDetections, load_detector
+from service.detector import Detector, load_detector, random_detector
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.metrics import ModelMetrics, ServiceMetrics
 from service.settings import Settings
 from service.startup import run_in_daemon_thread
+from ssd_core.inference import ImageOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ModelVersion:
     """One loaded, warmed-up version of a model, with its batcher and metrics."""
 
     def __init__(
-        self, name: str, version: int, detector: Detector, batcher: DynamicBatcher[RawDetections]
+        self, name: str, version: int, detector: Detector, batcher: DynamicBatcher[ImageOutputs]
     ) -> None:
         self.name = name
         self.version = str(version)
@@ -319,7 +320,7 @@ class ModelRepository:
         entry.states[version] = (LOADING, "")
         try:
             detector = await run_in_daemon_thread(file.load)
-            batcher: DynamicBatcher[RawDetections] = DynamicBatcher(
+            batcher: DynamicBatcher[ImageOutputs] = DynamicBatcher(
                 detector.predict_batch,
                 max_batch_size=self.settings.max_batch_size,
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
@@ -373,14 +374,19 @@ def repository_for(
     catalogue, single = _catalogue_for(settings)
     repository = ModelRepository(settings, metrics, catalogue=catalogue, single=single)
     if repository.default_name is None and isinstance(catalogue, FixedCatalogue):
-        from ssd_core.assets import default_embedded_model
+        from ssd_core.assets import DEFAULT_MODEL
 
-        repository.default_name = default_embedded_model()
+        repository.default_name = DEFAULT_MODEL
     return repository
 
 
 def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]:
-    """The repository source the settings name: (catalogue, None) or (None, single loader)."""
+    """The repository source the settings name: (catalogue, None) or (None, single loader).
+
+    Without SSD_MODEL_REPOSITORY and SSD_MODEL_PATH: the embedded models. A missing embedded
+    file fails its load with an error naming the path (the default one stops start-up), unless
+    SSD_ALLOW_RANDOM_MODEL serves a randomly initialised SSD7 instead.
+    """
     import ssd_core
 
     if settings.model_repository is not None:
@@ -389,8 +395,10 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
         path = settings.model_path
         return None, lambda: load_detector(path, settings.model_version)
     embedded = ssd_core.embedded_models()
-    if not embedded:  # a bare tree: the random-init SSD7 with its warning (load_detector)
-        return None, lambda: load_detector(None)
+    missing = [str(path) for path in embedded.values() if not path.is_file()]
+    if missing and settings.allow_random_model:
+        logger.warning("embedded model file(s) missing: %s", ", ".join(missing))
+        return None, random_detector
     return FixedCatalogue(
         {
             name: {1: VersionFile(functools.partial(load_detector, path, settings.model_version))}

@@ -1,8 +1,9 @@
 """What every protocol shares: the model repository (a detector and a batcher per loaded model
 version), the decode pool and the lifecycle state.
 
-`Runtime.detect` is the one request path (route to a model version, decode in the worker
-pool, batch, scale boxes); the HTTP apps and the gRPC servicers only translate their wire
+`Runtime.detect` is the one request path (route to a model version, check the parameters
+against its decoder, decode and resize in the worker pool, batch, boxes back to pixels through
+`ssd_core.inference`); the HTTP apps and the gRPC servicers only translate their wire
 formats to and from it, so all protocols share each model's batches.
 Lifecycle: `start()` loads and warms up the repository's models, then `ready` turns true;
 `begin_shutdown()` turns `ready` false and refuses new requests; `drain()` waits for accepted
@@ -22,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.batcher import DynamicBatcher
-from service.detector import Detection, Detector, RawDetections, to_pixel_detections
-from service.errors import InvalidParameterError, NotServingError, ServiceError
-from service.images import DecodedImage, prepare_image
+from service.detector import Detector
+from service.errors import NotServingError, ServiceError
+from service.images import PreparedImage, prepare_image
 from service.log_limits import EventSummary
 from service.memory import IdleTrimmer
 from service.metrics import ServiceMetrics
-from service.params import resolve_classes
+from service.params import max_detections_for, resolve_classes, score_threshold_for
 from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
 from service.settings import Settings
+from ssd_core.inference import Detections, ImageOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 class DetectParams:
     """Per-request options; None means the service default from `Settings`.
 
+    `score_threshold` keeps scores above it (`ssd_core.decoder_config`), `max_detections` the
+    best that many; both are checked against the model's decoder (`service.params`).
     `classes` holds class names or label ids as strings ("circle", "1"); empty keeps all.
     """
 
@@ -49,7 +53,8 @@ class DetectParams:
 
 @dataclass(frozen=True)
 class DetectResult:
-    """Detections of one image, boxes in its original pixels, sorted by score.
+    """Detections of one image (`ssd_core.inference.Detections`: boxes in its original
+    pixels, sorted by score).
 
     `model_name` is the repository name; `model_version` the detector's version (file hash,
     `SSD_MODEL_VERSION`, or the repository version folder); `repository_version` the version
@@ -60,7 +65,7 @@ class DetectResult:
     model_version: str
     width: int
     height: int
-    detections: list[Detection]
+    detections: Detections
     repository_version: str = "1"
 
 
@@ -103,7 +108,7 @@ class Runtime:
         return None if current is None else current.detector
 
     @property
-    def batcher(self) -> DynamicBatcher[RawDetections] | None:
+    def batcher(self) -> DynamicBatcher[ImageOutputs] | None:
         """The default model's serving batcher (None before it is loaded)."""
         current = self._default_version()
         return None if current is None else current.batcher
@@ -174,7 +179,7 @@ class Runtime:
         if target is None:
             target = self.repository.route(model, version)
         detector, batcher = target.detector, target.batcher
-        score_threshold, max_detections, classes = self._resolve_params(params, detector)
+        score_threshold, max_detections, labels = self._resolve_params(params, detector)
         loop = asyncio.get_running_loop()
         timeout = self.settings.request_timeout_s
         deadline = loop.time() + (timeout if timeout_s is None else min(timeout, timeout_s))
@@ -184,17 +189,11 @@ class Runtime:
             async with batcher.admission(wait_until=deadline if paced else None) as admission:
                 image = await self._decode(data, detector, deadline)
                 del data  # the caller's bytes may be freed while the request waits for its batch
-                raw = await batcher.submit(image.pixels, deadline, admission)
+                outputs = await batcher.submit(image.pixels, deadline, admission)
         finally:
             self._leave(target)
-        detections = to_pixel_detections(
-            raw,
-            width=image.width,
-            height=image.height,
-            label_names=detector.config.label_names,
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-            classes=classes,
+        detections = detector.predictor.to_detections(outputs, image.placement).filter(
+            score_threshold=score_threshold, labels=labels, max_detections=max_detections
         )
         return DetectResult(
             target.name,
@@ -238,7 +237,7 @@ class Runtime:
             return "", ""
         return target.name, target.version
 
-    async def _decode(self, data: bytes, detector: Detector, deadline: float) -> DecodedImage:
+    async def _decode(self, data: bytes, detector: Detector, deadline: float) -> PreparedImage:
         """`prepare_image` in the decode pool (a cancelled request's queued decode never runs,
         nor does one whose deadline, event-loop time, passed while it waited for a worker)."""
         loop = asyncio.get_running_loop()
@@ -249,7 +248,7 @@ class Runtime:
             functools.partial(
                 prepare_image,
                 data,
-                detector.input_size,
+                detector.predictor,
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=self.settings.max_image_pixels,
                 max_decoded_bytes=self.settings.max_decoded_bytes,
@@ -258,7 +257,8 @@ class Runtime:
         )
 
     def model_info(self, model: str | None = None) -> dict[str, Any]:
-        """Name, version, classes, input size and the full config of a served model."""
+        """Name, version, classes, input size, the decoder (the limits of a request's score
+        threshold and detection count) and the full config of a served model."""
         if not self.repository.started:
             raise NotServingError("model is not loaded yet")
         target = self.repository.route(model)
@@ -269,23 +269,20 @@ class Runtime:
             "class_names": list(config.class_names),
             "input_height": config.image_size[0],
             "input_width": config.image_size[1],
+            "decoder": target.detector.decoder_config.to_dict(),
             "config": config.to_dict(),
         }
 
     def _resolve_params(
         self, params: DetectParams, detector: Detector
     ) -> tuple[float, int, frozenset[int] | None]:
-        score = self.settings.score_threshold
-        if params.score_threshold is not None:
-            score = params.score_threshold
-        if not 0.0 <= score <= 1.0:
-            raise InvalidParameterError(f"score_threshold must be in [0, 1], got {score}")
-        count = (
-            self.settings.max_detections if params.max_detections is None else params.max_detections
+        """(score threshold, detection count, labels or None) of a request for `detector`."""
+        decoder = detector.decoder_config
+        return (
+            score_threshold_for(params.score_threshold, self.settings.score_threshold, decoder),
+            max_detections_for(params.max_detections, self.settings.max_detections, decoder),
+            resolve_classes(params.classes, detector.config.label_names),
         )
-        if count < 1:
-            raise InvalidParameterError(f"max_detections must be >= 1, got {count}")
-        return score, count, resolve_classes(params.classes, detector.config.label_names)
 
     def _enter(self, target: ModelVersion) -> None:
         target.enter()

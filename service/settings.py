@@ -77,7 +77,12 @@ class Settings(BaseSettings):
     default_model: str | None = Field(
         default=None,
         description="Model that /detect and Detect serve when a request names none; unset: "
-        "face (else shapes) for the embedded models, else the repository's first by name.",
+        "face for the embedded models, else the repository's first by name.",
+    )
+    allow_random_model: bool = Field(
+        default=False,
+        description="Serve a randomly initialised SSD7 when the embedded model files are "
+        "missing (experiments only); false: a missing model stops start-up.",
     )
     repository_poll_s: float = Field(
         default=0.0,
@@ -101,9 +106,15 @@ class Settings(BaseSettings):
         default=10.0, gt=0.0, description="Deadline of a request without a gRPC deadline, s."
     )
     score_threshold: float = Field(
-        default=0.3, ge=0.0, le=1.0, description="Default minimum detection score."
+        default=0.3,
+        description="Default score threshold, in [0, 1): detections scoring above it are "
+        "returned (at least the model decoder's threshold).",
     )
-    max_detections: int = Field(default=100, ge=1, description="Default detections per image.")
+    max_detections: int = Field(
+        default=100,
+        ge=1,
+        description="Default detections per image (at most the model decoder's max_detections).",
+    )
     max_image_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1, description="Largest accepted encoded image, bytes."
     )
@@ -200,6 +211,14 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    @field_validator("score_threshold")
+    @classmethod
+    def _check_score_threshold(cls, value: float) -> float:
+        # Imported here: ssd_core loads TensorFlow, which a bad setting should not wait for.
+        from ssd_core.decoder_config import check_score_threshold
+
+        return check_score_threshold(value)
+
     @field_validator("tls_cert_file", "tls_key_file")
     @classmethod
     def _check_tls_file(cls, value: Path | None) -> Path | None:
@@ -232,11 +251,6 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"{value} is not a directory")
         return value
-
-    @property
-    def tls(self) -> bool:
-        """Both servers speak TLS."""
-        return self.tls_cert_file is not None
 
     @field_validator("model_path")
     @classmethod

@@ -29,16 +29,6 @@ def anchor_sizes(config: SSDConfig) -> tuple[tuple[float, float], ...]:
     return tuple((sizes[k], sizes[k + 1]) for k in range(config.num_layers))
 
 
-def anchor_counts(config: SSDConfig) -> tuple[int, ...]:
-    """Number of anchors of every predictor layer (H * W * boxes per location)."""
-    return tuple(
-        height * width * boxes
-        for (height, width), boxes in zip(
-            feature_map_sizes(config), config.boxes_per_location, strict=True
-        )
-    )
-
-
 def layer_box_shapes(config: SSDConfig, layer: int) -> list[tuple[float, float]]:
     """(width, height) in pixels of the boxes at one location of predictor layer `layer`."""
     min_size, max_size = anchor_sizes(config)[layer]

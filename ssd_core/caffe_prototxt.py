@@ -5,8 +5,8 @@ Read from the prototxt: the input size; the backbone family and its extra-layer 
 has); every `PriorBox` (min/max size, aspect ratios with flip, step, offset, clip, variances),
 in the order `DetectionOutput` concatenates them; the heads' channel counts (checked against
 the anchors); and the `DetectionOutput` (classes, confidence and NMS thresholds, top_k,
-keep_top_k), which becomes `config.extra["decoder"]`, the keyword arguments of `build_model`
-that reproduce it (with `clip=False`: Caffe does not clip decoded boxes).
+keep_top_k), which becomes `config.extra["decoder"]`, the `DecoderConfig` (as a dict) that
+reproduces it (with `clip=False`: Caffe does not clip decoded boxes).
 
 Not in a prototxt: the input mean, the class names and a model name. They come from the
 preset of the recognised family with the same backbone, layout, input size and class count
@@ -27,7 +27,7 @@ from typing import Any
 
 from ssd_core.backbones import BACKBONE_NAMES, Geometry, geometry, get_backbone
 from ssd_core.config import SSDConfig
-from ssd_core.postprocess import CAFFE_MAX_DETECTIONS, CAFFE_SCORE_THRESHOLD, CAFFE_TOP_K
+from ssd_core.decoder_config import DecoderConfig
 from ssd_core.weights.prototxt import CaffeLayer, CaffeNet, PrototxtError, read_prototxt
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,12 @@ PLUMBING_TYPES = (
     "Dropout", "Split", "Silence",
 )  # fmt: skip
 # Caffe defaults (caffe.proto of the SSD release): PriorBoxParameter, DetectionOutputParameter.
-PRIOR_BOX_DEFAULTS = {"offset": 0.5, "clip": False, "flip": True, "variance": (0.1,)}
+PRIOR_BOX_DEFAULTS: dict[str, Any] = {
+    "offset": 0.5,
+    "clip": False,
+    "flip": True,
+    "variance": (0.1,),
+}
 DEFAULT_NMS_THRESHOLD = 0.3
 CENTER_SIZE = ("CENTER_SIZE", 2)  # PriorBoxParameter.CodeType, by name or number
 
@@ -86,10 +91,13 @@ def config_from_prototxt(
         class_names=tuple(class_names) if class_names is not None else family["class_names"],
         source_layers=sources,
         integer_anchor_sizes=True,  # Caffe's PriorBox truncates sizes to int
-        pixel_mean=tuple(pixel_mean) if pixel_mean is not None else family["pixel_mean"],
+        pixel_mean=_rgb(pixel_mean) if pixel_mean is not None else family["pixel_mean"],
         pixel_std=family["pixel_std"],
         channel_order=family["channel_order"],
-        extra={"decoder": _decoder_options(detection), "caffe_prototxt": Path(path).name},
+        extra={
+            "decoder": _decoder_config(detection).to_dict(),
+            "caffe_prototxt": Path(path).name,
+        },
         **anchors,
     )
     logger.info("%s: %s", path, config.to_json(indent=None))
@@ -120,19 +128,28 @@ def _detection_output(net: CaffeNet, path: str | Path) -> CaffeLayer:
     return found[0]
 
 
-def _decoder_options(detection: CaffeLayer) -> dict[str, Any]:
-    """`build_model` decoder keyword arguments equal to a Caffe DetectionOutput."""
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    """Three values (R, G, B); SSDConfig refuses any other count."""
+    if len(values) != 3:
+        raise ValueError(f"pixel_mean and pixel_std need 3 values (RGB), got {list(values)}")
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
+
+
+def _decoder_config(detection: CaffeLayer) -> DecoderConfig:
+    """The `DecoderConfig` equal to a Caffe DetectionOutput (unset values: the defaults)."""
     param = detection.param("detection_output_param")
     nms = param.get("nms_param", [{}])[0]
+    default = DecoderConfig()
     keep_top_k = int(param.get("keep_top_k", [-1])[0])
-    return {
-        "decoder": "caffe",
-        "score_threshold": float(param.get("confidence_threshold", [CAFFE_SCORE_THRESHOLD])[0]),
-        "iou_threshold": float(nms.get("nms_threshold", [DEFAULT_NMS_THRESHOLD])[0]),
-        "top_k": int(nms.get("top_k", [CAFFE_TOP_K])[0]),
-        "max_detections": keep_top_k if keep_top_k > 0 else CAFFE_MAX_DETECTIONS,
-        "clip": False,
-    }
+    return DecoderConfig(
+        method="caffe",
+        score_threshold=float(param.get("confidence_threshold", [default.score_threshold])[0]),
+        iou_threshold=float(nms.get("nms_threshold", [DEFAULT_NMS_THRESHOLD])[0]),
+        top_k=int(nms.get("top_k", [default.top_k])[0]),
+        max_detections=keep_top_k if keep_top_k > 0 else default.max_detections,
+        clip=False,
+    )
 
 
 def _prior_boxes(

@@ -17,6 +17,9 @@ Conventions:
   vgg16); `source_layers` must be a prefix of that layout's sources.
 - `pixel_mean` / `pixel_std` are in RGB order on 0..255 input; `channel_order` is the order the
   network sees after normalisation (the Caffe VGG weights expect "bgr").
+- `resize` is how an image of any size becomes the model input at inference
+  (`ssd_core.inference.preprocess`): `"stretch"` (both sides scaled to `image_size`, the
+  Caffe/SSD default) or `"letterbox"` (aspect ratio kept, the rest padded with `pixel_mean`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ssd_core.backbones import BACKBONE_NAMES as BACKBONES
 from ssd_core.input_files import InputFileError, describe, require_file
 
 CHANNEL_ORDERS = ("rgb", "bgr")
+RESIZE_POLICIES = ("stretch", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class SSDConfig:
     # "ssd300" (conv6..conv9, stride-1 conv8_2/conv9_2) and "ssd512" (conv6..conv10, all
     # stride 2). None: the backbone's first layout.
     extra_layers: str | None = None
+    resize: str = "stretch"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +126,8 @@ class SSDConfig:
             )
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
             raise ValueError("pixel_mean and pixel_std need 3 values (RGB), std > 0")
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
 
     # Derived values -------------------------------------------------------------------------
 

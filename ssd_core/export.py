@@ -2,16 +2,20 @@
 and ONNX (through tf2onnx, optional).
 
 The serving signature takes what a client has after decoding and resizing an image:
-`images` (B, H, W, 3) uint8 RGB at the model's input size `config.image_size` (clients
-resize; the graph does not). It returns the decoded, padded detections of the inference model:
+`images` (B, H, W, 3) uint8 RGB at the model's input size `config.image_size` (clients resize
+with the config's policy `config.resize`, as `ssd_core.inference.resize_image` does, and map
+the boxes back with its `Placement`; the graph does neither). It returns the decoded, padded
+detections of the inference model:
 
 - `boxes` (B, K, 4) float32, normalised [xmin, ymin, xmax, ymax];
 - `scores` (B, K) float32;
-- `classes` (B, K) int32, labels 1..C-1 (`config.label_names`);
+- `labels` (B, K) int32, labels 1..C-1 (`config.label_names`);
 - `num_detections` (B,) int32, the number of valid rows of each image.
 
-The SSDConfig is written next to the SavedModel as `assets.extra/ssd_config.json`, where
-TF Serving and Triton ignore it and clients can read the class names.
+The SSDConfig and the DecoderConfig are written next to the SavedModel as
+`assets.extra/ssd_config.json` and `assets.extra/decoder_config.json`, where TF Serving and
+Triton ignore them and clients can read the class names, the resize policy and the decoder's
+thresholds.
 
 Every output is written under a temporary name and renamed into place when complete
 (`ssd_core.atomic_write`), so an interrupted export never leaves a half-written model where a
@@ -23,19 +27,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import keras
 import tensorflow as tf
 
 from ssd_core.atomic_write import atomic_path, write_text
-from ssd_core.model import SSD, to_inference
+from ssd_core.decoder_config import DecoderConfig
+from ssd_core.inference.loading import as_inference
+from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 CONFIG_ASSET = Path("assets.extra") / "ssd_config.json"
+DECODER_ASSET = Path("assets.extra") / "decoder_config.json"
 
 # Triton's names for the tensor types our signature uses (model_config.proto DataType).
 TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "int32": "TYPE_INT32"}
@@ -44,33 +50,26 @@ TensorSpecs = dict[str, tuple[str, tuple[int, ...]]]
 """Tensor name -> (dtype name, shape without the batch dimension)."""
 
 
-def inference_model(model: SSD, **decoder_options: Any) -> SSD:
-    """`model` itself if it already decodes with these options, else an inference copy."""
-    if not isinstance(model, SSD):
-        raise TypeError(f"model must be an ssd_core SSD model, got {type(model).__name__}")
-    if model.mode == "inference" and not decoder_options:
-        return model
-    return to_inference(model, **decoder_options)
-
-
 def serving_specs(model: SSD) -> tuple[TensorSpecs, TensorSpecs]:
     """Input and output specs of the serving signature of the inference `model`."""
     height, width = model.ssd_config.image_size
-    inputs = {INPUT_NAME: ("uint8", (height, width, 3))}
-    outputs = {
+    inputs: TensorSpecs = {INPUT_NAME: ("uint8", (height, width, 3))}
+    outputs: TensorSpecs = {
         name: (keras.backend.standardize_dtype(tensor.dtype), tuple(tensor.shape[1:]))
         for name, tensor in model.output.items()
     }
     return inputs, outputs
 
 
-def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -> Path:
+def export_savedmodel(
+    model: SSD, out_dir: str | Path, decoder_config: DecoderConfig | None = None
+) -> Path:
     """Write `model` (either mode) as a SavedModel with a uint8 `serving_default` signature.
 
     Args:
-        model: the SSD to export; a training-mode model is converted with `to_inference`.
+        model: the SSD to export; a training-mode model is converted to inference mode.
         out_dir: the SavedModel directory (created; must be missing or empty).
-        **decoder_options: decoder settings for the exported graph (see `SSD`).
+        decoder_config: the exported graph's decoder; None: the model's own.
 
     Returns:
         `out_dir` as a Path.
@@ -82,7 +81,7 @@ def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -
     if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())):
         what = "a SavedModel" if (out_dir / "saved_model.pb").exists() else "other files"
         raise FileExistsError(f"{out_dir} already holds {what}; choose a new directory")
-    served = inference_model(model, **decoder_options)
+    served = as_inference(model, decoder_config)
     height, width = served.ssd_config.image_size
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -99,6 +98,7 @@ def export_savedmodel(model: SSD, out_dir: str | Path, **decoder_options: Any) -
         archive.write_out(str(partial), verbose=False)
         (partial / CONFIG_ASSET).parent.mkdir(parents=True, exist_ok=True)
         served.ssd_config.save(partial / CONFIG_ASSET)
+        write_text(partial / DECODER_ASSET, served.decoder_config.to_json())
     logger.info("wrote SavedModel %s (signature %s)", out_dir, SIGNATURE)
     return out_dir
 
@@ -141,14 +141,14 @@ def write_triton_repository(
     version: int = 1,
     max_batch_size: int = 8,
     max_queue_delay_us: int = 2000,
-    **decoder_options: Any,
+    decoder_config: DecoderConfig | None = None,
 ) -> Path:
     """Lay out `<repository>/<name>/config.pbtxt` and `<name>/<version>/model.savedmodel`.
 
     Returns:
         The model directory `<repository>/<name>`.
     """
-    served = inference_model(model, **decoder_options)
+    served = as_inference(model, decoder_config)
     name = name or served.ssd_config.name
     model_dir = Path(repository) / name
     export_savedmodel(served, model_dir / str(version) / "model.savedmodel")
@@ -159,7 +159,12 @@ def write_triton_repository(
     return model_dir
 
 
-def export_onnx(model: SSD, out_file: str | Path, opset: int = 17, **decoder_options: Any) -> Path:
+def export_onnx(
+    model: SSD,
+    out_file: str | Path,
+    opset: int = 17,
+    decoder_config: DecoderConfig | None = None,
+) -> Path:
     """Write the serving graph as ONNX with tf2onnx (an optional dependency).
 
     Raises:
@@ -167,7 +172,7 @@ def export_onnx(model: SSD, out_file: str | Path, opset: int = 17, **decoder_opt
     """
     import tf2onnx  # optional: not a project dependency, see the README
 
-    served = inference_model(model, **decoder_options)
+    served = as_inference(model, decoder_config)
     height, width = served.ssd_config.image_size
 
     signature = [tf.TensorSpec((None, height, width, 3), tf.uint8, name=INPUT_NAME)]

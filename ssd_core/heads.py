@@ -12,6 +12,7 @@ from typing import Any
 
 from keras import layers
 
+from ssd_core import fields
 from ssd_core.config import SSDConfig
 
 
@@ -45,8 +46,8 @@ def build_heads(config: SSDConfig, features: dict[str, Any]) -> dict[str, Any]:
         confs.append(_head(features[source], f"{source}_mbox_conf", boxes, config.num_classes))
     # Caffe's mbox_loc / mbox_conf concatenations; one layer needs no concat.
     if len(locs) == 1:
-        return {"cls_logits": confs[0], "bbox_regression": locs[0]}
+        return {fields.CLS_LOGITS: confs[0], fields.BBOX_REGRESSION: locs[0]}
     return {
-        "cls_logits": layers.Concatenate(axis=1, name="mbox_conf")(confs),
-        "bbox_regression": layers.Concatenate(axis=1, name="mbox_loc")(locs),
+        fields.CLS_LOGITS: layers.Concatenate(axis=1, name="mbox_conf")(confs),
+        fields.BBOX_REGRESSION: layers.Concatenate(axis=1, name="mbox_loc")(locs),
     }

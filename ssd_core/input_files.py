@@ -6,6 +6,7 @@ The scripts print that message and exit with status 2 (no traceback); see `scrip
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,15 @@ def load_keras_model(path: str | Path) -> Any:
         return keras.saving.load_model(path)
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as error:
         raise InputFileError(path, f"not a readable .keras model ({describe(error)})") from error
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes (a model's version, an engine cache key)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe(error: BaseException) -> str:

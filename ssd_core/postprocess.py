@@ -3,7 +3,8 @@
 Two methods:
 
 - `"caffe"`: Caffe `DetectionOutput` semantics. Softmax over classes; for every foreground
-  class independently keep the scores `> score_threshold`, take the `top_k` best, run greedy
+  class independently keep the scores above `score_threshold` (the rule of
+  `ssd_core.decoder_config`), take the `top_k` best, run greedy
   NMS (a box is suppressed by a kept, higher-ranked box when their IoU is `> iou_threshold`);
   then keep the `max_detections` best detections of the image over all classes.
 - `"fast"`: class-agnostic. Every anchor votes once with its best foreground class; threshold,
@@ -35,40 +36,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ssd_core import fields
 from ssd_core.anchors import generate_anchors
 from ssd_core.box_coder import decode_boxes
 from ssd_core.box_ops import clip_boxes, pairwise_iou
 from ssd_core.config import SSDConfig
-
-METHODS = ("caffe", "fast")
-# Caffe DetectionOutput settings of the released SSD models (ssd_pascal.py): the defaults of
-# every decoding entry point (`decode_detections`, `DetectionDecoder`, `ssd_core.build_model`).
-CAFFE_SCORE_THRESHOLD = 0.01
-CAFFE_IOU_THRESHOLD = 0.45
-CAFFE_TOP_K = 400
-CAFFE_MAX_DETECTIONS = 200
-OUTPUT_DTYPES = {
-    "boxes": "float32",
-    "scores": "float32",
-    "classes": "int32",
-    "num_detections": "int32",
-}
-
-
-def validate_decoding_arguments(
-    method: str, score_threshold: float, iou_threshold: float, top_k: int, max_detections: int
-) -> None:
-    """Raise ValueError if a decoding argument is out of range."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not 0.0 <= score_threshold < 1.0:
-        raise ValueError(f"score_threshold must be in [0, 1), got {score_threshold}")
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    if int(top_k) != top_k or top_k < 1:
-        raise ValueError(f"top_k must be an integer >= 1, got {top_k}")
-    if int(max_detections) != max_detections or max_detections < 1:
-        raise ValueError(f"max_detections must be an integer >= 1, got {max_detections}")
+from ssd_core.decoder_config import DecoderConfig, passes_score_threshold
 
 
 def greedy_nms(
@@ -157,16 +130,16 @@ def _caffe_candidates(
     # top_k ranks equal scores by lower index first, i.e. lower anchor index.
     top_scores, anchor_index = tf.math.top_k(per_class, k=k)  # (B, C-1, k)
     top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, C-1, k, 4)
-    valid = top_scores > score_threshold
+    valid = passes_score_threshold(top_scores, score_threshold)
     keep = greedy_nms(tf.reshape(top_boxes, [-1, k, 4]), tf.reshape(valid, [-1, k]), iou_threshold)
-    classes = tf.broadcast_to(tf.range(1, num_fg + 1)[None, :, None], tf.shape(anchor_index))
+    labels = tf.broadcast_to(tf.range(1, num_fg + 1)[None, :, None], tf.shape(anchor_index))
     # The static candidate count keeps M known when the batch size is not (a saved model's
     # signature), which `_select_detections` needs.
     m = scores.shape[2] * k if scores.shape[2] is not None else -1
     return {
-        "boxes": tf.reshape(top_boxes, [batch, m, 4]),
-        "scores": tf.reshape(top_scores, [batch, m]),
-        "classes": tf.reshape(classes, [batch, m]),
+        fields.BOXES: tf.reshape(top_boxes, [batch, m, 4]),
+        fields.SCORES: tf.reshape(top_scores, [batch, m]),
+        fields.LABELS: tf.reshape(labels, [batch, m]),
         "anchor_index": tf.reshape(anchor_index, [batch, m]),
         "keep": tf.reshape(keep, [batch, m]),
     }
@@ -180,15 +153,15 @@ def _fast_candidates(
     num_fg = tf.shape(scores)[2]
     # The lowest class reaching the maximum (tf.argmax does not promise a tie rule).
     label_index = tf.where(scores == best[..., None], tf.range(num_fg)[None, None, :], num_fg)
-    best_class = tf.reduce_min(label_index, axis=-1) + 1  # (B, N) in 1..C-1
+    best_label = tf.reduce_min(label_index, axis=-1) + 1  # (B, N) in 1..C-1
     k = min(top_k, scores.shape[1])
     top_scores, anchor_index = tf.math.top_k(best, k=k)  # (B, k)
     top_boxes = tf.gather(boxes, anchor_index, batch_dims=1)  # (B, k, 4)
-    valid = top_scores > score_threshold
+    valid = passes_score_threshold(top_scores, score_threshold)
     return {
-        "boxes": top_boxes,
-        "scores": top_scores,
-        "classes": tf.gather(best_class, anchor_index, batch_dims=1),
+        fields.BOXES: top_boxes,
+        fields.SCORES: top_scores,
+        fields.LABELS: tf.gather(best_label, anchor_index, batch_dims=1),
         "anchor_index": anchor_index,
         "keep": greedy_nms(top_boxes, valid, iou_threshold),
     }
@@ -199,27 +172,28 @@ def _select_detections(
 ) -> dict[str, tf.Tensor]:
     """The `max_detections` best kept candidates per image, padded with zeros.
 
-    `candidates` holds (B, M) "scores", "classes", "anchor_index", "keep" and (B, M, 4) "boxes".
+    `candidates` holds (B, M) scores, labels, "anchor_index", "keep" and (B, M, 4) boxes.
     """
     # Order candidates by (anchor index, class) so that top_k, which ranks equal scores by
     # lower position first, breaks ties by anchor index then class.
-    tie_key = candidates["anchor_index"] * num_fg + candidates["classes"] - 1
+    tie_key = candidates["anchor_index"] * num_fg + candidates[fields.LABELS] - 1
     order = tf.argsort(tie_key, axis=-1, stable=True)  # (B, M)
     # Kept scores are > score_threshold >= 0, so -1 sorts every dropped candidate last.
-    masked = tf.where(candidates["keep"], candidates["scores"], -1.0)
+    masked = tf.where(candidates["keep"], candidates[fields.SCORES], -1.0)
     masked = tf.gather(masked, order, batch_dims=1)
-    k = min(max_detections, candidates["scores"].shape[1])
+    k = min(max_detections, candidates[fields.SCORES].shape[1])
     _, position = tf.math.top_k(masked, k=k)  # (B, k)
     index = tf.gather(order, position, batch_dims=1)  # (B, k) into the candidates
     picked = {key: tf.gather(value, index, batch_dims=1) for key, value in candidates.items()}
     is_detection = picked["keep"]  # a prefix of every row
     pad = [[0, 0], [0, max_detections - k]]
-    boxes = tf.where(is_detection[..., None], picked["boxes"], 0.0)
+    boxes = tf.where(is_detection[..., None], picked[fields.BOXES], 0.0)
+    labels = tf.where(is_detection, tf.cast(picked[fields.LABELS], tf.int32), 0)
     return {
-        "boxes": tf.pad(boxes, [*pad, [0, 0]]),
-        "scores": tf.pad(tf.where(is_detection, picked["scores"], 0.0), pad),
-        "classes": tf.pad(tf.where(is_detection, tf.cast(picked["classes"], tf.int32), 0), pad),
-        "num_detections": tf.reduce_sum(tf.cast(is_detection, tf.int32), axis=1),
+        fields.BOXES: tf.pad(boxes, [*pad, [0, 0]]),
+        fields.SCORES: tf.pad(tf.where(is_detection, picked[fields.SCORES], 0.0), pad),
+        fields.LABELS: tf.pad(labels, pad),
+        fields.NUM_DETECTIONS: tf.reduce_sum(tf.cast(is_detection, tf.int32), axis=1),
     }
 
 
@@ -245,13 +219,7 @@ def decode_detections(
     bbox_regression: tf.Tensor,
     anchors: tf.Tensor | np.ndarray,
     variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
-    *,
-    method: str = "caffe",
-    score_threshold: float = CAFFE_SCORE_THRESHOLD,
-    iou_threshold: float = CAFFE_IOU_THRESHOLD,
-    top_k: int = CAFFE_TOP_K,
-    max_detections: int = CAFFE_MAX_DETECTIONS,
-    clip: bool = True,
+    decoder_config: DecoderConfig | None = None,
 ) -> dict[str, tf.Tensor]:
     """Turn raw network outputs into the best `max_detections` detections per image.
 
@@ -260,34 +228,36 @@ def decode_detections(
         bbox_regression: (B, N, 4) box deltas (see `ssd_core.box_coder`).
         anchors: (N, 4) float32, normalised `[xmin, ymin, xmax, ymax]`.
         variances: the box coding variances of the model.
-        method: `"caffe"` (per-class NMS) or `"fast"` (class-agnostic NMS); see module doc.
-        score_threshold: candidates need a softmax score strictly above this, in [0, 1).
-        iou_threshold: NMS suppresses IoU strictly above this, in [0, 1].
-        top_k: candidates per class ("caffe") or per image ("fast") that enter NMS.
-        max_detections: K, detections kept per image over all classes.
-        clip: clip decoded boxes to [0, 1] before NMS (Caffe does not).
+        decoder_config: method, thresholds, top_k, K = max_detections, clip; None: the
+            `DecoderConfig` defaults (Caffe's).
 
     Returns:
-        A dict of fixed-shape tensors, rows sorted by descending score and zero after
-        `num_detections`: `"boxes"` (B, K, 4) float32 normalised `[xmin, ymin, xmax, ymax]`,
-        `"scores"` (B, K) float32, `"classes"` (B, K) int32 labels in 1..C-1,
-        `"num_detections"` (B,) int32.
+        A dict of fixed-shape tensors (`ssd_core.fields`), rows sorted by descending score and
+        zero after `num_detections`: `boxes` (B, K, 4) float32 normalised
+        `[xmin, ymin, xmax, ymax]`, `scores` (B, K) float32, `labels` (B, K) int32 in 1..C-1,
+        `num_detections` (B,) int32.
 
     Raises:
-        ValueError: for an argument out of range or inputs of the wrong shape.
+        ValueError: inputs of the wrong shape.
     """
-    validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
+    decoder_config = decoder_config or DecoderConfig()
     cls_logits = tf.cast(tf.convert_to_tensor(cls_logits), tf.float32)
     bbox_regression = tf.cast(tf.convert_to_tensor(bbox_regression), tf.float32)
     anchors = tf.cast(tf.convert_to_tensor(anchors), tf.float32)
     _check_shapes(cls_logits, bbox_regression, anchors)
     boxes = decode_boxes(bbox_regression, anchors, variances)  # (B, N, 4)
-    if clip:
+    if decoder_config.clip:
         boxes = clip_boxes(boxes)
     scores = tf.nn.softmax(cls_logits, axis=-1)[..., 1:]  # (B, N, C-1), background dropped
-    find = _caffe_candidates if method == "caffe" else _fast_candidates
-    candidates = find(boxes, scores, score_threshold, iou_threshold, int(top_k))
-    return _select_detections(candidates, tf.shape(scores)[2], int(max_detections))
+    find = _caffe_candidates if decoder_config.method == "caffe" else _fast_candidates
+    candidates = find(
+        boxes,
+        scores,
+        decoder_config.score_threshold,
+        decoder_config.iou_threshold,
+        decoder_config.top_k,
+    )
+    return _select_detections(candidates, tf.shape(scores)[2], decoder_config.max_detections)
 
 
 @keras.saving.register_keras_serializable(package="ssd_core")
@@ -295,10 +265,8 @@ class DetectionDecoder(keras.layers.Layer):
     """Keras layer: raw SSD outputs -> padded detections (`decode_detections`).
 
     Args:
-        ssd_config: the model's `SSDConfig` as a dict (`config.to_dict()`); anchors and
-            variances come from it.
-        method, score_threshold, iou_threshold, top_k, max_detections, clip: see
-            `decode_detections`.
+        ssd_config: the model's `SSDConfig` (or its dict); anchors and variances come from it.
+        decoder_config: the `DecoderConfig` (or its dict); None: the defaults.
 
     Call with `{"cls_logits": (B, N, C), "bbox_regression": (B, N, 4)}`; returns the dict of
     `decode_detections`. N must equal the config's anchor count.
@@ -307,81 +275,64 @@ class DetectionDecoder(keras.layers.Layer):
     def __init__(
         self,
         ssd_config: dict[str, Any] | SSDConfig,
-        method: str = "caffe",
-        score_threshold: float = CAFFE_SCORE_THRESHOLD,
-        iou_threshold: float = CAFFE_IOU_THRESHOLD,
-        top_k: int = CAFFE_TOP_K,
-        max_detections: int = CAFFE_MAX_DETECTIONS,
-        clip: bool = True,
+        decoder_config: dict[str, Any] | DecoderConfig | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        validate_decoding_arguments(method, score_threshold, iou_threshold, top_k, max_detections)
-        if isinstance(ssd_config, SSDConfig):
-            ssd_config = ssd_config.to_dict()
-        self.ssd_config = dict(ssd_config)
-        self.method = method
-        self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
-        self.top_k = int(top_k)
-        self.max_detections = int(max_detections)
-        self.clip = bool(clip)
-        config = SSDConfig.from_dict(self.ssd_config)
-        self._variances = config.variances
-        self._num_classes = config.num_classes
-        self._anchors = generate_anchors(config)  # (N, 4) float32, a graph constant
+        if not isinstance(ssd_config, SSDConfig):
+            ssd_config = SSDConfig.from_dict(ssd_config)
+        if not isinstance(decoder_config, DecoderConfig):
+            decoder_config = DecoderConfig.from_dict(decoder_config or {})
+        self.ssd_config = ssd_config
+        self.decoder_config = decoder_config
+        self._anchors = generate_anchors(ssd_config)  # (N, 4) float32, a graph constant
 
     def _check_inputs(self, inputs: dict[str, Any]) -> None:
-        if not isinstance(inputs, dict) or set(inputs) != {"cls_logits", "bbox_regression"}:
+        if not isinstance(inputs, dict) or set(inputs) != set(fields.NETWORK_OUTPUTS):
             got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(
-                f"DetectionDecoder expects a dict with cls_logits, bbox_regression; got {got}"
+                f"DetectionDecoder expects a dict with {', '.join(fields.NETWORK_OUTPUTS)}; "
+                f"got {got}"
             )
         num_anchors = self._anchors.shape[0]
-        _, n, c = inputs["cls_logits"].shape
+        _, n, c = inputs[fields.CLS_LOGITS].shape
         if n is not None and n != num_anchors:
             raise ValueError(f"inputs have {n} anchors but the config generates {num_anchors}")
-        if c is not None and c != self._num_classes:
-            raise ValueError(f"cls_logits has {c} classes but the config has {self._num_classes}")
+        num_classes = self.ssd_config.num_classes
+        if c is not None and c != num_classes:
+            raise ValueError(f"cls_logits has {c} classes but the config has {num_classes}")
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         self._check_inputs(inputs)
         return decode_detections(
-            inputs["cls_logits"],
-            inputs["bbox_regression"],
+            inputs[fields.CLS_LOGITS],
+            inputs[fields.BBOX_REGRESSION],
             self._anchors,
-            self._variances,
-            method=self.method,
-            score_threshold=self.score_threshold,
-            iou_threshold=self.iou_threshold,
-            top_k=self.top_k,
-            max_detections=self.max_detections,
-            clip=self.clip,
+            self.ssd_config.variances,
+            self.decoder_config,
         )
 
-    def compute_output_shape(self, input_shape: dict[str, tuple]) -> dict[str, tuple]:
-        batch = input_shape["cls_logits"][0]
-        k = self.max_detections
+    def compute_output_shape(self, input_shape: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+        batch = input_shape[fields.CLS_LOGITS][0]
+        k = self.decoder_config.max_detections
         return {
-            "boxes": (batch, k, 4),
-            "scores": (batch, k),
-            "classes": (batch, k),
-            "num_detections": (batch,),
+            fields.BOXES: (batch, k, 4),
+            fields.SCORES: (batch, k),
+            fields.LABELS: (batch, k),
+            fields.NUM_DETECTIONS: (batch,),
         }
 
     def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
         shapes = self.compute_output_shape({key: value.shape for key, value in inputs.items()})
-        return {key: keras.KerasTensor(shapes[key], dtype=OUTPUT_DTYPES[key]) for key in shapes}
+        return {
+            key: keras.KerasTensor(shape, dtype=fields.DETECTION_DTYPES[key])
+            for key, shape in shapes.items()
+        }
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "ssd_config": self.ssd_config,
-            "method": self.method,
-            "score_threshold": self.score_threshold,
-            "iou_threshold": self.iou_threshold,
-            "top_k": self.top_k,
-            "max_detections": self.max_detections,
-            "clip": self.clip,
+            "ssd_config": self.ssd_config.to_dict(),
+            "decoder_config": self.decoder_config.to_dict(),
         }

@@ -2,8 +2,8 @@
 
 The service's annotated responses (`POST /detect?render=true`), the evaluation gallery and
 `scripts/predict.py` all call `draw_boxes` (or `draw_detections`), so a box looks the same
-everywhere. Pure NumPy + OpenCV (Hershey fonts are built into OpenCV: no font files, works
-offline).
+everywhere; `encode_image` writes their PNG / JPEG files and answers. Pure NumPy + OpenCV
+(Hershey fonts are built into OpenCV: no font files, works offline).
 
 Geometry, which `outline_rect` and `label_rect` expose so callers and tests can tell exactly
 which pixels a drawing changes:
@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from ssd_core.inference import Detections
 
 # Distinct, saturated colours (RGB) that read on photos; label k gets PALETTE[(k - 1) % 20].
 # The browser demo (service/static/demo.js) carries the same list.
@@ -136,37 +140,49 @@ def draw_boxes(
     height, width = image.shape[:2]
     style = style or style_for(height, width)
     canvas = image.copy()
-    for box, colour in zip(boxes, colours, strict=True):
+    for box, colour in zip(boxes.tolist(), colours, strict=True):
         _draw_outline(canvas, outline_rect(box, height, width), colour, style.thickness_px)
-    for box, caption, colour in zip(boxes, captions, colours, strict=True):
+    for box, caption, colour in zip(boxes.tolist(), captions, colours, strict=True):
         if caption:
             rect = label_rect(box, caption, height, width, style)
             _draw_caption(canvas, rect, caption, colour, style)
     return canvas
 
 
-def draw_detections(
-    image: np.ndarray,
-    boxes: np.ndarray | Sequence[Sequence[float]],
-    labels: Sequence[int],
-    names: Sequence[str],
-    scores: Sequence[float],
-) -> np.ndarray:
+def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     """`draw_boxes` with class colours and "name 0.87" captions, the best score drawn on top.
 
     Args:
         image: (H, W, 3) uint8 RGB.
-        boxes: (N, 4) pixels [xmin, ymin, xmax, ymax]; labels: N model labels (1-based);
-        names: N class names; scores: N scores in 0..1.
+        detections: the image's `ssd_core.inference.Detections` (boxes in its pixels).
     """
-    order = np.argsort(np.asarray(scores, dtype=np.float64), kind="stable")
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(detections.scores.astype(np.float64), kind="stable")
     return draw_boxes(
         image,
-        boxes[order],
-        [detection_caption(names[i], scores[i]) for i in order],
-        [class_colour(labels[i]) for i in order],
+        detections.boxes.astype(np.float64)[order],
+        [detection_caption(detections.names[i], float(detections.scores[i])) for i in order],
+        [class_colour(int(detections.labels[i])) for i in order],
     )
+
+
+# Media types `encode_image` writes, and their OpenCV settings.
+PNG, JPEG = "image/png", "image/jpeg"
+JPEG_QUALITY = 90
+PNG_COMPRESSION = 3  # zlib level: 1-3 cost a few ms per megapixel, 9 several times that
+
+
+def encode_image(rgb: np.ndarray, media_type: str) -> bytes:
+    """(H, W, 3) uint8 RGB -> PNG or JPEG (quality `JPEG_QUALITY`) bytes."""
+    if media_type == PNG:
+        extension, options = ".png", [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+    elif media_type == JPEG:
+        extension, options = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    else:
+        raise ValueError(f"can encode {PNG} or {JPEG}, not {media_type!r}")
+    ok, encoded = cv2.imencode(extension, np.ascontiguousarray(rgb[..., ::-1]), options)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as {media_type}")
+    return bytes(encoded.tobytes())
 
 
 def _draw_outline(

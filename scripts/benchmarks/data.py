@@ -27,7 +27,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ssd_core import SSDConfig
+from ssd_core import SSDConfig, fields
 from ssd_core.data import augment
 from ssd_core.data.pipeline import RecordTable, training_dataset
 from ssd_core.data.shapes import write_shapes_dataset
@@ -55,7 +55,7 @@ def measure(dataset: tf.data.Dataset, batches: int, batch_size: int) -> float:
     started = time.perf_counter()
     for _ in range(batches):
         images, targets = next(iterator)
-        targets["cls_targets"].numpy()  # make sure the batch is materialised on the host
+        targets[fields.CLS_TARGETS].numpy()  # make sure the batch is materialised on the host
     return batches * batch_size / (time.perf_counter() - started)
 
 

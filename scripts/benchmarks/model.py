@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_core import SSD, SSDConfig, build_model, generate_anchors, to_inference
+from ssd_core.model import copy_model
 
 logger = logging.getLogger("benchmark.model")
 
@@ -111,13 +112,7 @@ def _raw_model(args: argparse.Namespace) -> SSD:
     loaded = keras.saving.load_model(args.model)
     if not isinstance(loaded, SSD):
         raise SystemExit(f"--model {args.model} is not an ssd_core SSD model")
-    if loaded.mode == "training":
-        return loaded
-    raw = SSD(loaded.ssd_config, decoder=loaded.decoder, **loaded.decoder_options)
-    for layer in raw.layers:
-        if layer.weights:
-            layer.set_weights(loaded.get_layer(layer.name).get_weights())
-    return raw
+    return loaded if loaded.mode == "training" else copy_model(loaded, "training")
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
@@ -158,7 +153,8 @@ def main(args: argparse.Namespace) -> int:
 
     raw = _raw_model(args)
     config = raw.ssd_config
-    models = {"raw": raw, "decoded": to_inference(raw, decoder=args.decoder)}
+    decoder = raw.decoder_config.replace(method=args.decoder)
+    models = {"raw": raw, "decoded": to_inference(raw, decoder)}
     results = [
         _measure(models[name], name, mode, batch, args)
         for name in MODELS

@@ -137,7 +137,7 @@ class _Service:
         import httpx
         from prometheus_client.parser import text_string_to_metric_families
 
-        values = {}
+        values: dict[str, float] = {}
         for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics").text):
             for sample in family.samples:
                 values[sample.name] = values.get(sample.name, 0.0) + sample.value  # all models

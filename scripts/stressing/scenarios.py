@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -498,7 +499,7 @@ def overload(server: ServiceProcess, sizes: Sizes) -> dict:
     }
 
 
-SCENARIOS = {
+SCENARIOS: dict[str, Callable[..., dict[Any, Any]]] = {
     "stream": stream_integrity,
     "abort": aborted_requests,
     "abort-max": lambda server, sizes: aborted_requests(server, sizes, max_rate=True),

@@ -75,6 +75,7 @@ async function listModels() {
   const response = await api("/model");
   const info = await readJson(response);
   if (!response.ok || !info) throw new ApiError(response, info);
+  rememberThreshold(null, info);
   return [{ name: info.name, version: info.version, single: true }];
 }
 
@@ -95,6 +96,23 @@ async function loadModels() {
   select.disabled = state.models.length < 2;
   showModel(state.models[0].name, state.models[0].version);
   setState("idle");
+}
+
+// The server refuses a threshold below the model decoder's (it never returns those scores):
+// the threshold to ask for, by model name (null: the default model), from GET /model.
+const thresholds = new Map();
+
+function rememberThreshold(model, info) {
+  const decoder = info && info.decoder ? Number(info.decoder.score_threshold) : 0;
+  thresholds.set(model, Math.max(REQUEST_THRESHOLD, decoder || 0));
+}
+
+async function requestThreshold(model) {
+  if (!thresholds.has(model)) {
+    const response = await api(model ? `/model?model=${encodeURIComponent(model)}` : "/model");
+    rememberThreshold(model, response.ok ? await readJson(response) : null);
+  }
+  return thresholds.get(model);
 }
 
 function showModel(name, version) {
@@ -131,8 +149,8 @@ async function detect(blob, filename) {
   hideError();
   $("status").textContent = `detecting ${filename}…`;
   const url = new URL("/detect", window.location.origin);
-  url.searchParams.set("score_threshold", String(REQUEST_THRESHOLD));
   const model = state.models.length > 1 ? $("model").value : null;
+  url.searchParams.set("score_threshold", String(await requestThreshold(model)));
   if (model) url.searchParams.set("model", model);
   const form = new FormData();
   form.append("image", blob, filename);
@@ -174,7 +192,7 @@ function fail(message) {
 function visibleDetections() {
   if (!state.result) return [];
   const threshold = Number($("threshold").value);
-  return state.result.detections.filter((d) => d.score >= threshold);
+  return state.result.detections.filter((d) => d.score > threshold);  // the server's rule
 }
 
 function redraw() {

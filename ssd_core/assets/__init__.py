@@ -20,18 +20,12 @@ DEFAULT_MODEL = "face"
 
 
 def embedded_models() -> dict[str, Path]:
-    """Embedded model name (`"face"`, `"shapes"`) -> path of its `.keras` file, for the files
-    that exist (a bare source tree may lack one), the default first."""
-    paths = {name: ASSETS_DIR / file for name, file in EMBEDDED_MODEL_FILES.items()}
-    return {name: path for name, path in paths.items() if path.is_file()}
-
-
-def default_embedded_model() -> str:
-    """Name of the embedded default model: `face` when its file exists, else `shapes`."""
-    present = embedded_models()
-    return DEFAULT_MODEL if DEFAULT_MODEL in present or not present else next(iter(present))
+    """Embedded model name (`"face"`, `"shapes"`) -> path of its `.keras` file, the default
+    first. Every file ships with the package; a caller loading one that is missing (a broken
+    installation) gets an error naming its path."""
+    return {name: ASSETS_DIR / file for name, file in EMBEDDED_MODEL_FILES.items()}
 
 
 def default_model_path() -> Path:
-    """Path of the embedded default model (may be absent in a bare tree)."""
-    return ASSETS_DIR / EMBEDDED_MODEL_FILES[default_embedded_model()]
+    """Path of the embedded default model (`face`)."""
+    return embedded_models()[DEFAULT_MODEL]

@@ -37,7 +37,7 @@ CONV4_3_NORM_SCALE = 20.0
 
 # Residual blocks: (block width in the name, conv1 channels, conv2 channels, conv1 stride,
 # conv2 dilation, the parts whose Caffe names end in "_h").
-_BLOCKS = (
+_BLOCKS: tuple[tuple[int, int, int, int, int, set[str]], ...] = (
     (64, 32, 32, 1, 1, {"conv1", "bn2", "scale2", "conv2"}),
     (128, 128, 128, 2, 1, {"bn1", "scale1", "conv1", "conv_expand"}),
     (256, 256, 256, 2, 1, set()),

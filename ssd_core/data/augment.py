@@ -357,10 +357,3 @@ def train_transform(
     image, boxes, labels = random_crop(image, boxes, labels, seeds[2])
     image, boxes = random_flip(image, boxes, seeds[3])
     return random_resize(image, size, seeds[4]), boxes, labels
-
-
-def eval_transform(
-    image: tf.Tensor, boxes: tf.Tensor, labels: tf.Tensor, size: tuple[int, int]
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The deterministic evaluation transform: a bilinear resize to `size`, boxes unchanged."""
-    return resize(image, size, "bilinear"), tf.convert_to_tensor(boxes, tf.float32), labels

@@ -4,8 +4,8 @@
   classes use ids 1..90 with gaps), keeping their names; with `class_names` given, categories
   are matched to it by name instead.
 - `bbox` [x, y, w, h] (pixels, continuous) becomes [x, y, x + w, y + h].
-- `iscrowd=1` regions are kept as `difficult` objects, so evaluation ignores them, as COCOeval
-  does, and training can drop them.
+- `iscrowd=1` regions are kept as `difficult` and `crowd` objects: evaluation ignores them, as
+  COCOeval does, and training does not match them as positives (`ImageRecord.training_objects`).
 - Images without annotations are kept; `image_id` is the COCO id as a string.
 """
 
@@ -123,4 +123,4 @@ def _add_annotation(
     if box is None:
         return
     crowd = bool(ann.get("iscrowd", 0))
-    objects[image_id].append((box, label_of[category], crowd, False))
+    objects[image_id].append((box, label_of[category], crowd, False, crowd))

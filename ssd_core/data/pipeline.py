@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ssd_core import fields
 from ssd_core.config import SSDConfig
 from ssd_core.data import augment
 from ssd_core.data.records import ImageRecord
@@ -25,16 +26,18 @@ from ssd_core.matching import TargetEncoder
 
 
 class RecordTable:
-    """Records as constant tensors: paths (n,), ragged pixel boxes (n, None, 4), labels."""
+    """Records as constant tensors: paths (n,), the ragged pixel boxes (n, None, 4) and labels
+    of the objects training matches (`ImageRecord.training_objects`: no crowd regions)."""
 
     def __init__(self, records: Sequence[ImageRecord]) -> None:
         if not records:
             raise ValueError("the dataset has no images")
         self.size = len(records)
         self.paths = tf.constant([r.image_path for r in records])
-        lengths = [r.num_objects for r in records]
-        flat_boxes = np.concatenate([r.boxes.reshape(-1, 4) for r in records]).astype(np.float32)
-        flat_labels = np.concatenate([r.labels.reshape(-1) for r in records]).astype(np.int32)
+        objects = [r.training_objects() for r in records]  # crowd regions are not targets
+        lengths = [len(labels) for _, labels in objects]
+        flat_boxes = np.concatenate([b.reshape(-1, 4) for b, _ in objects]).astype(np.float32)
+        flat_labels = np.concatenate([lb.reshape(-1) for _, lb in objects]).astype(np.int32)
         self.boxes = tf.RaggedTensor.from_row_lengths(flat_boxes.reshape(-1, 4), lengths)
         self.labels = tf.RaggedTensor.from_row_lengths(flat_labels, lengths)
 
@@ -89,36 +92,9 @@ def training_dataset(
             image, boxes, labels, aug_seed, config.image_size, fill, channel_swap_prob
         )
         cls_targets, box_targets = encoder(boxes, labels)
-        return image, {"cls_targets": cls_targets, "box_targets": box_targets}
+        return image, {fields.CLS_TARGETS: cls_targets, fields.BOX_TARGETS: box_targets}
 
     dataset = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
     dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
-
-
-def evaluation_dataset(
-    records: Sequence[ImageRecord],
-    config: SSDConfig,
-    batch_size: int,
-    *,
-    num_parallel_calls: int | None = tf.data.AUTOTUNE,
-) -> tf.data.Dataset:
-    """Every image once, in order, resized without randomness.
-
-    Yields:
-        images: (B, H, W, 3) float32 RGB 0..255 at `config.image_size` (last batch may be
-            smaller).
-        original_sizes: (B, 2) int32 (height, width) of the images as stored, to scale
-            normalised detections back to pixels.
-    """
-    table = RecordTable(records)
-
-    def element(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image, boxes, labels = table.load(index)
-        resized, _, _ = augment.eval_transform(image, boxes, labels, config.image_size)
-        return resized, tf.shape(image)[:2]
-
-    dataset = tf.data.Dataset.range(table.size)
-    dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -14,13 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-OnInvalidBox = Literal["skip", "fail"]
 ON_INVALID_BOX_CHOICES = ("skip", "fail")
 
 # Boxes may overshoot the image by up to this many pixels (float rounding in COCO, VOC's
@@ -50,6 +48,8 @@ class ImageRecord:
         image_id: identifier unique within the dataset (VOC id, COCO id as a string, file stem).
         width, height: image size in pixels if the annotation gives it, else None.
         truncated: (M,) bool, objects cut by the image border; all False if not given.
+        crowd: (M,) bool, COCO `iscrowd` regions (also `difficult`); all False if not given.
+            Training never matches them as positives (`training_objects`).
     """
 
     image_path: str
@@ -60,18 +60,20 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     truncated: np.ndarray | None = field(default=None)
+    crowd: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         m = boxes.shape[0]
         labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
         difficult = np.asarray(self.difficult, dtype=bool).reshape(-1)
-        truncated = (
-            np.zeros(m, dtype=bool)
-            if self.truncated is None
-            else np.asarray(self.truncated, dtype=bool).reshape(-1)
+        truncated, crowd = (
+            np.zeros(m, dtype=bool) if flags is None else np.asarray(flags, dtype=bool).reshape(-1)
+            for flags in (self.truncated, self.crowd)
         )
-        for name, array in (("labels", labels), ("difficult", difficult), ("truncated", truncated)):
+        named = (("labels", labels), ("difficult", difficult), ("truncated", truncated),
+                 ("crowd", crowd))  # fmt: skip
+        for name, array in named:
             if array.shape != (m,):
                 raise ValueError(
                     f"image {self.image_id!r}: {name} must have shape ({m},) to match boxes, "
@@ -86,12 +88,22 @@ class ImageRecord:
         object.__setattr__(self, "labels", _readonly(labels))
         object.__setattr__(self, "difficult", _readonly(difficult))
         object.__setattr__(self, "truncated", _readonly(truncated))
+        object.__setattr__(self, "crowd", _readonly(crowd))
         object.__setattr__(self, "image_id", str(self.image_id))
         object.__setattr__(self, "image_path", str(self.image_path))
 
     @property
     def num_objects(self) -> int:
         return int(self.boxes.shape[0])
+
+    def training_objects(self) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes (K, 4) pixels, labels (K,)) of the objects training matches to anchors: all
+        but crowd regions. A crowd box covers many instances at once; matched as a positive
+        it would teach one box for the crowd. torchvision's detection references drop them
+        the same way (`iscrowd == 0` only), and COCOeval ignores them."""
+        assert self.crowd is not None  # set by __post_init__
+        keep = ~self.crowd
+        return self.boxes[keep], self.labels[keep]
 
     def ground_truth(self) -> list[dict]:
         """The objects in the `evaluate_voc` ground-truth format (pixel boxes)."""
@@ -179,6 +191,7 @@ def _replace_labels(record: ImageRecord, labels: np.ndarray) -> ImageRecord:
         width=record.width,
         height=record.height,
         truncated=record.truncated,
+        crowd=record.crowd,
     )
 
 
@@ -261,11 +274,14 @@ def make_record(
     *,
     image_path: str,
     image_id: str,
-    objects: Sequence[tuple[list[float], int, bool, bool]],
+    objects: Sequence[
+        tuple[list[float], int, bool, bool] | tuple[list[float], int, bool, bool, bool]
+    ],
     width: int | None,
     height: int | None,
 ) -> ImageRecord:
-    """Build a record from (box, label, difficult, truncated) tuples of already checked objects."""
+    """Build a record from (box, label, difficult, truncated[, crowd]) tuples of already
+    checked objects (crowd: False unless given)."""
     return ImageRecord(
         image_path=image_path,
         boxes=np.array([o[0] for o in objects], dtype=np.float32).reshape(-1, 4),
@@ -275,4 +291,5 @@ def make_record(
         width=width,
         height=height,
         truncated=np.array([o[3] for o in objects], dtype=bool),
+        crowd=np.array([len(o) > 4 and o[4] for o in objects], dtype=bool),
     )

@@ -157,6 +157,7 @@ def _pick_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
             return colour
         if distance > best_distance:
             best, best_distance = colour, distance
+    assert best is not None  # 16 tries, the first is always the best so far
     return best
 
 
@@ -250,7 +251,11 @@ def render_scene(
     base = render_background(rng, height, width)
     image = base.copy()
     count = 0 if rng.random() < empty_probability else int(rng.integers(1, max_objects + 1))
-    masks, areas, boxes, labels, truncated = [], [], [], [], []
+    masks: list[np.ndarray] = []
+    areas: list[int] = []
+    boxes: list[list[float]] = []
+    labels: list[int] = []
+    truncated: list[bool] = []
     for _ in range(count):
         label = int(rng.integers(0, len(SHAPES_CLASSES)))
         patch = shape_mask(SHAPES_CLASSES[label], _sample_diameter(rng, height, width), rng)
@@ -267,13 +272,13 @@ def render_scene(
         truncated.append(is_truncated)
     noise = _sensor_noise(rng, height, width)
     visible = np.array([m.sum() / a for m, a in zip(masks, areas, strict=True)], np.float32)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    box_array = np.asarray(boxes, np.float32).reshape(-1, 4)
     return Scene(
         image=_finish(image, noise),
         background=_finish(base, noise),
-        boxes=boxes,
+        boxes=box_array,
         labels=np.asarray(labels, np.int32),
-        difficult=_is_difficult(boxes, visible),
+        difficult=_is_difficult(box_array, visible),
         truncated=np.asarray(truncated, bool),
         visible_fraction=visible,
     )

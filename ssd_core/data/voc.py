@@ -74,7 +74,7 @@ def _object_box(xml_path: Path, index: int, obj: ET.Element) -> list[float]:
     if bndbox is None:
         raise DatasetError(f"{xml_path}: object {index} has no <bndbox>")
     try:
-        return [float(_text(bndbox, tag, "nan")) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        return [float(_text(bndbox, tag) or "nan") for tag in ("xmin", "ymin", "xmax", "ymax")]
     except ValueError as error:
         raise DatasetError(f"{xml_path}: object {index}: bad box coordinate ({error})") from error
 
@@ -104,7 +104,7 @@ def _parse_record(
     filename = _text(root, "filename") or f"{image_id}.jpg"
     kept = []
     for index, obj in enumerate(objects):
-        name = _text(obj, "name", "")
+        name = _text(obj, "name") or ""
         if name not in label_of:
             raise unknown_class_error(str(xml_path), index, name, class_names)
         coordinates = _object_box(xml_path, index, obj)
@@ -125,7 +125,7 @@ def _names_in_split(root: Path, ids: Sequence[str]) -> tuple[str, ...]:
     names: set[str] = set()
     for image_id in ids:
         _, objects = _parse_xml(root / "Annotations" / f"{image_id}.xml")
-        names.update(_text(obj, "name", "") for obj in objects)
+        names.update(_text(obj, "name") or "" for obj in objects)
     return tuple(sorted(names))
 
 
@@ -158,8 +158,8 @@ def write_voc_annotation(
         ET.SubElement(obj, "truncated").text = str(int(truncated))
         ET.SubElement(obj, "difficult").text = str(int(difficult))
         bndbox = ET.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
-            ET.SubElement(bndbox, tag).text = f"{float(value):g}"
+        for tag, coordinate in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
+            ET.SubElement(bndbox, tag).text = f"{float(coordinate):g}"
     ET.indent(root)
     ET.ElementTree(root).write(path, encoding="unicode")
 

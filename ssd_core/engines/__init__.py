@@ -3,14 +3,14 @@
 
     from ssd_core.engines import create_engine
     engine = create_engine(model, "openvino", model_path="model.keras")
-    outputs = engine.run(images)  # boxes (B, K, 4), scores, classes, num_detections
+    outputs = engine.run(images)  # boxes (B, K, 4), scores, labels, num_detections
 
 `tf` / `tf-xla` run the Keras model; `onnxruntime` / `openvino` run the network converted by
 tf2onnx / OpenVINO (cached next to the model file, keyed by its hash) and the TF decoder after
 it. `auto` picks per host (`registry`). ONNX Runtime and OpenVINO are optional extras.
 """
 
-from ssd_core.engines.base import OUTPUT_KEYS, PRECISIONS, Engine, EngineUnavailableError
+from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.registry import (
     ENGINE_CHOICES,
@@ -25,7 +25,6 @@ from ssd_core.engines.registry import (
 __all__ = [
     "ENGINES",
     "ENGINE_CHOICES",
-    "OUTPUT_KEYS",
     "PRECISIONS",
     "ArtifactCache",
     "Engine",

@@ -5,8 +5,10 @@ An `Engine` takes (B, H, W, 3) uint8 RGB images already at the model's input siz
 
 - `boxes` (B, K, 4) float32, normalised [xmin, ymin, xmax, ymax];
 - `scores` (B, K) float32, sorted by descending score;
-- `classes` (B, K) int32, labels 1..C-1;
-- `num_detections` (B,) int32, the valid leading rows of each image.
+- `labels` (B, K) int32, labels 1..C-1;
+- `num_detections` (B,) int32, the valid leading rows of each image
+
+(the keys of `ssd_core.fields.DETECTION_OUTPUTS`).
 
 `run` blocks; callers run it off any event loop. Engines are not thread-safe unless they say so:
 the service calls one engine from one batcher thread at a time.
@@ -21,7 +23,6 @@ import numpy as np
 
 from ssd_core.config import SSDConfig
 
-OUTPUT_KEYS = ("boxes", "scores", "classes", "num_detections")
 # Numeric precisions an engine can run the network at. "fp32" is the TF reference's; "bf16" and
 # "float16" are mixed precision (weights and accumulations as the engine's kernels keep them);
 # "int8" is post-training static quantisation (`ssd_core.engines.quantize`).

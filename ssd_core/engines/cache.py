@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssd_core.atomic_write import atomic_path
+from ssd_core.input_files import file_digest
 from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
@@ -34,15 +35,6 @@ KEY_HEX_DIGITS = 16
 def default_fallback_dir() -> Path:
     """The fallback when none is given: `<system temp>/ssd_engines`."""
     return Path(tempfile.gettempdir()) / "ssd_engines"
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_digest(model: SSD) -> str:

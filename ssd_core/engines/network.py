@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ssd_core.model import SSD
-
-NETWORK_OUTPUTS = ("cls_logits", "bbox_regression")
+from ssd_core import fields
+from ssd_core.model import SSD, copy_model
 
 
 def network_model(model: SSD) -> SSD:
@@ -29,11 +28,7 @@ def network_model(model: SSD) -> SSD:
         raise TypeError(f"model must be an ssd_core SSD model, got {type(model).__name__}")
     if model.mode == "training":
         return model
-    raw = SSD(model.ssd_config, decoder=model.decoder, name=model.name, **model.decoder_options)
-    for layer in raw.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return raw
+    return copy_model(model, "training")
 
 
 def network_function(model: SSD) -> tf.types.experimental.PolymorphicFunction:
@@ -49,7 +44,7 @@ def network_function(model: SSD) -> tf.types.experimental.PolymorphicFunction:
     @tf.function(input_signature=signature)
     def network(images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = raw(tf.cast(images, tf.float32), training=False)
-        return {key: outputs[key] for key in NETWORK_OUTPUTS}
+        return {key: outputs[key] for key in fields.NETWORK_OUTPUTS}
 
     return network
 
@@ -72,7 +67,7 @@ class TFDecoder:
 
         @tf.function(input_signature=signature)
         def decode(cls_logits: tf.Tensor, bbox_regression: tf.Tensor) -> dict[str, tf.Tensor]:
-            return decoder({"cls_logits": cls_logits, "bbox_regression": bbox_regression})
+            return decoder({fields.CLS_LOGITS: cls_logits, fields.BBOX_REGRESSION: bbox_regression})
 
         self._decode = decode
 
@@ -86,9 +81,4 @@ class TFDecoder:
 def _decoder_layer(model: SSD) -> Any:
     from ssd_core.postprocess import DetectionDecoder
 
-    return DetectionDecoder(
-        model.ssd_config.to_dict(),
-        method=model.decoder,
-        name="detection_decoder",
-        **model.decoder_options,
-    )
+    return DetectionDecoder(model.ssd_config, model.decoder_config, name="detection_decoder")

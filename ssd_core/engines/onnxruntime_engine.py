@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ssd_core import fields
 from ssd_core.engines.base import Engine
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.conversion import network_onnx, require
-from ssd_core.engines.network import NETWORK_OUTPUTS, TFDecoder
+from ssd_core.engines.network import TFDecoder
 from ssd_core.model import SSD
 
 
@@ -48,7 +49,7 @@ class OnnxRuntimeEngine(Engine):
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         cls_logits, bbox_regression = self.session.run(
-            list(NETWORK_OUTPUTS), {"images": self.check_images(images)}
+            list(fields.NETWORK_OUTPUTS), {"images": self.check_images(images)}
         )
         return self.decoder(cls_logits, bbox_regression)
 

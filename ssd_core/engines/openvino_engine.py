@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ssd_core import fields
 from ssd_core.engines.base import Engine
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.conversion import network_openvino, require
-from ssd_core.engines.network import NETWORK_OUTPUTS, TFDecoder
+from ssd_core.engines.network import TFDecoder
 from ssd_core.model import SSD
 
 # OpenVINO's inference precision per engine precision ("int8" runs a quantised IR whose
@@ -49,7 +50,7 @@ class OpenVINOEngine(Engine):
         )
         self._request = self.compiled.create_infer_request()
         outputs = {output.get_any_name(): output for output in self.compiled.outputs}
-        self._outputs = [outputs[name] for name in NETWORK_OUTPUTS]
+        self._outputs = [outputs[name] for name in fields.NETWORK_OUTPUTS]
         self.decoder = TFDecoder(model)
 
     def _network_path(self, model: SSD, cache: ArtifactCache) -> Path:

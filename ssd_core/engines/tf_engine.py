@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_core.engines.base import OUTPUT_KEYS, Engine
-from ssd_core.model import SSD
+from ssd_core import fields
+from ssd_core.engines.base import Engine
+from ssd_core.model import SSD, copy_model
 
 # Keras dtype policies of the precisions a TF engine runs (weights stay float32 variables).
 POLICIES = {"fp32": "float32", "float16": "mixed_float16", "bf16": "mixed_bfloat16"}
@@ -36,7 +36,11 @@ class TFEngine(Engine):
         if precision not in POLICIES:
             raise ValueError(f"{self.name} runs precisions {tuple(POLICIES)}, got {precision!r}")
         super().__init__(model.ssd_config, precision)
-        self.model = model if precision == "fp32" else _with_policy(model, POLICIES[precision])
+        self.model = (
+            model
+            if precision == "fp32"
+            else copy_model(model, "inference", dtype_policy=POLICIES[precision])
+        )
         self.trace_count = 0
         height, width = self.input_size
         signature = [tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")]
@@ -46,7 +50,7 @@ class TFEngine(Engine):
         def forward(images: tf.Tensor) -> dict[str, tf.Tensor]:
             self.trace_count += 1  # Python side effect: runs once per trace, never per call
             outputs = served(images, training=False)
-            return {key: outputs[key] for key in OUTPUT_KEYS}
+            return {key: outputs[key] for key in fields.DETECTION_OUTPUTS}
 
         self._forward = forward
 
@@ -60,26 +64,6 @@ class XLAEngine(TFEngine):
 
     name = "tf-xla"
     jit_compile = True
-
-
-def _with_policy(model: SSD, policy: str) -> SSD:
-    """A copy of the inference `model` built under a Keras dtype policy, weights copied."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        copy = SSD(
-            model.ssd_config,
-            mode="inference",
-            decoder=model.decoder,
-            name=model.name,
-            **model.decoder_options,
-        )
-    finally:
-        keras.config.set_dtype_policy(previous)
-    for layer in copy.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return copy
 
 
 def gpu_has_tensor_cores() -> bool:

@@ -69,7 +69,7 @@ def to_coco_format(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     """(COCO ground-truth dict, COCO result list, image_id -> COCO integer id)."""
     image_ids = {str(image_id): i + 1 for i, image_id in enumerate(sorted(map(str, ground_truth)))}
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for image_id, objects in ground_truth.items():
         for obj in objects:
             x0, y0, x1, y1 = (float(v) for v in obj["box"])

@@ -1,6 +1,6 @@
 """The evaluation gallery: the images a model gets most wrong, ground truth and detections drawn.
 
-Per image, detections at or above a display score threshold are matched to ground truth with
+Per image, detections above a display score threshold are matched to ground truth with
 the rule of `voc_eval` (the devkit's): in descending score order each detection takes the
 object of its class with the highest inclusive-pixel overlap; overlap >= the IoU threshold on
 a not yet detected object is a true positive, on a `difficult` object it is ignored, anything
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ssd_core.data.records import ImageRecord
+from ssd_core.decoder_config import passes_score_threshold
 from ssd_core.evaluation.voc_eval import devkit_iou
 from ssd_core.visualize import detection_caption, draw_boxes
 
@@ -115,13 +116,14 @@ def worst_images(
     """The `count` images with the most false positives + misses (ties by image id), errors > 0.
 
     Args:
-        detections: every image's `{"image_id", "label", "score", "box"}` dicts; those below
-            `score_threshold` are not shown, so not counted.
+        detections: every image's `{"image_id", "label", "score", "box"}` dicts; those not
+            above `score_threshold` (the `ssd_core.decoder_config` rule) are not shown, so not
+            counted.
         ground_truth: image_id -> objects, as `DetectionDataset.ground_truth()` gives.
     """
     by_image: dict[str, list[Mapping[str, Any]]] = {str(i): [] for i in ground_truth}
     for det in detections:
-        if float(det["score"]) >= score_threshold:
+        if passes_score_threshold(float(det["score"]), score_threshold):
             by_image.setdefault(str(det["image_id"]), []).append(det)
     matched = [
         match_image(image_id, dets, ground_truth.get(image_id, ()), iou_threshold)

@@ -45,7 +45,7 @@ def write_index_html(
         ap: class name -> AP (None or NaN: no ground truth); num_gt: class name -> objects.
         curve_files: PR plot files relative to `out_dir`, the summary plot first.
         gallery: the gallery images (relative paths), worst first.
-        gallery_score_threshold: the score at or above which detections were drawn.
+        gallery_score_threshold: the score above which detections were drawn.
     """
     esc = html.escape
     facts = "".join(f"<li>{esc(str(k))}: {esc(_fmt(v))}</li>" for k, v in summary.items())
@@ -83,7 +83,7 @@ def write_index_html(
 <h2>Precision-recall curves</h2>
 <div class="curves">{curves}</div>
 <h2>Gallery: the images with the most errors</h2>
-<p>Detections with score &ge; {gallery_score_threshold:g}.{legend}</p>
+<p>Detections with score &gt; {gallery_score_threshold:g}.{legend}</p>
 <div class="gallery">{figures}</div>
 </body></html>
 """

@@ -79,11 +79,7 @@ def subsample_classes(model: SSD, keep: Sequence[str]) -> SSD:
     labels = kept_labels(config, keep)
     new_config = config.replace(num_classes=len(labels), class_names=tuple(keep))
     new_model = SSD(
-        new_config,
-        mode=model.mode,
-        decoder=model.decoder,
-        name=model.name,
-        **model.decoder_options,
+        new_config, mode=model.mode, decoder_config=model.decoder_config, name=model.name
     )
     boxes_of_head = {
         f"{source}_mbox_conf": boxes

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ssd_core  # noqa: F401  (registers the custom layers for load_model)
-from ssd_core import SSDConfig, build_model
+from ssd_core import DecoderConfig, SSDConfig, build_model
 from ssd_core.weights import write_caffemodel
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_weights.py"
@@ -201,16 +201,8 @@ def test_face_detector_converts_from_its_prototxt_alone(tmp_path):
     assert run("--from", "caffe", caffemodel, "--prototxt", prototxt, "--out", out) == 0
     model = keras.saving.load_model(out)
     assert model.ssd_config == SSDConfig.preset("ssd300_res10_face")
-    assert (model.decoder, model.decoder_options) == (
-        "caffe",
-        {
-            "score_threshold": 0.01,
-            "iou_threshold": 0.45,
-            "top_k": 400,
-            "max_detections": 200,
-            "clip": False,
-        },
-    )
+    # The prototxt's DetectionOutput: Caffe's defaults (0.01, 0.45, 400, 200), unclipped.
+    assert model.decoder_config == DecoderConfig(clip=False)
     blobs = ssd_core.weights.read_caffemodel(caffemodel)
     np.testing.assert_array_equal(
         model.get_layer("conv1_h").get_weights()[0], blobs["conv1_h"][0].transpose(2, 3, 1, 0)

@@ -5,7 +5,8 @@ The oracle model follows the `ssd_core` inference contract but its answer is a k
 of the image: one detection whose box is the bounding box of the non-black pixels and whose
 label is the dominant colour of those pixels (red -> 1 "circle", green -> 2 "square",
 blue -> 3 "triangle"), score 0.9, plus a whole-image "ring" (label 5) at score 0.2. So a test
-draws a coloured rectangle on black and knows the exact answer.
+draws a coloured rectangle on black and knows the exact answer. Its decoder config declares
+what such a decoder could return: scores above 0.05, at most `ORACLE_MAX_DETECTIONS`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ import tensorflow as tf
 from PIL import Image
 
 from service.__main__ import HttpServer
-from service.detector import Detector, RawDetections
+from service.detector import Detector
 from service.grpc_server import build_server, set_serving
 from service.http_app import create_app
 from service.http_protocol import uvicorn_config
 from service.runtime import Runtime
 from service.settings import Settings
-from ssd_core import SSDConfig
+from ssd_core import DecoderConfig, SSDConfig
+from ssd_core.inference import ImageOutputs, Predictor
 
 INPUT_SIZE = (64, 96)  # (height, width) of the tiny test models
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 LABEL_OF_COLOUR = {"red": (1, "circle"), "green": (2, "square"), "blue": (3, "triangle")}
+ORACLE_DECODER = DecoderConfig(score_threshold=0.05, max_detections=150)
 
 
 class BrightRegionModel(keras.Model):
@@ -44,6 +47,7 @@ class BrightRegionModel(keras.Model):
     def __init__(self, config: SSDConfig) -> None:
         super().__init__(name=config.name)
         self._config = config
+        self.decoder_config = ORACLE_DECODER
 
     @property
     def ssd_config(self) -> SSDConfig:
@@ -71,7 +75,7 @@ class BrightRegionModel(keras.Model):
         return {
             "boxes": tf.stack([object_box, whole_box], axis=1),  # (B, 2, 4)
             "scores": tf.tile(tf.constant([[0.9, 0.2]]), [batch, 1]),
-            "classes": tf.stack([label, tf.fill([batch], 5)], axis=1),
+            "labels": tf.stack([label, tf.fill([batch], 5)], axis=1),
             "num_detections": tf.where(found, 2, 0),
         }
 
@@ -81,7 +85,9 @@ class GatedDetector:
 
     def __init__(self, detector: Detector) -> None:
         self.inner = detector
+        self.predictor = detector.predictor
         self.config = detector.config
+        self.decoder_config = detector.decoder_config
         self.name = detector.name
         self.version = detector.version
         self.input_size = detector.input_size
@@ -91,7 +97,7 @@ class GatedDetector:
         self.batches: list[int] = []
         self.fail_next = False
 
-    def predict_batch(self, images: np.ndarray) -> list[RawDetections]:
+    def predict_batch(self, images: np.ndarray) -> list[ImageOutputs]:
         self.entered.set()
         self.gate.wait(timeout=30)
         self.batches.append(len(images))
@@ -204,7 +210,7 @@ def tiny_config() -> SSDConfig:
 
 @pytest.fixture(scope="session")
 def oracle_detector(tiny_config: SSDConfig) -> Detector:
-    return Detector(BrightRegionModel(tiny_config), version="oracle-1")
+    return Detector(Predictor.from_model(BrightRegionModel(tiny_config)), version="oracle-1")
 
 
 @pytest.fixture

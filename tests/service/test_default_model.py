@@ -67,7 +67,9 @@ def test_shapes_model_finds_most_objects_of_rendered_scenes():
 def default_service():
     settings = make_settings()
     assert settings.model_path is None  # the embedded default model
-    harness = ServiceHarness(settings, loader=lambda: load_detector(None)).start()
+    harness = ServiceHarness(
+        settings, loader=lambda: load_detector(ssd_core.default_model_path())
+    ).start()
     yield harness
     harness.stop()
 

@@ -1,89 +1,54 @@
-"""The detector wrapper: pixel conversion and filtering, no retracing, model loading."""
+"""The served model version: no retracing, loading from a file, no random fallback, settings."""
 
 from __future__ import annotations
-
-import hashlib
-import logging
 
 import numpy as np
 import pytest
 
 import ssd_core
-from service.detector import Detector, RawDetections, load_detector, to_pixel_detections
+from service.detector import Detector, load_detector
+from service.model_file import ModelFileError
+from service.repository import _catalogue_for
 from service.settings import Settings
-from tests.service.conftest import INPUT_SIZE, BrightRegionModel
-
-LABELS = ("background", "cat", "dog")
-RAW = RawDetections(
-    boxes=np.array([[0.1, 0.2, 0.5, 0.6], [-0.1, 0.5, 1.2, 1.0], [0.0, 0.0, 0.5, 0.5]], np.float32),
-    scores=np.array([0.5, 0.9, 0.2], np.float32),
-    classes=np.array([1, 2, 1], np.int32),
-)
-
-
-def convert(**overrides):
-    options = {"width": 200, "height": 100, "label_names": LABELS, "score_threshold": 0.3,
-               "max_detections": 10} | overrides  # fmt: skip
-    return to_pixel_detections(RAW, **options)
-
-
-def test_boxes_scale_to_pixels_sorted_by_score_and_clipped():
-    detections = convert()
-    assert [(d.label, d.class_id, round(d.score, 3)) for d in detections] == [
-        ("dog", 2, 0.9),
-        ("cat", 1, 0.5),
-    ]
-    assert detections[0].box == pytest.approx((0.0, 50.0, 200.0, 100.0))  # clipped to the image
-    assert detections[1].box == pytest.approx((20.0, 20.0, 100.0, 60.0))
-
-
-def test_boxes_wholly_outside_the_image_are_not_detections():
-    raw = RawDetections(
-        boxes=np.array(
-            [[4.1, 4.0, 4.8, 4.9], [0.2, 1.5, 0.6, 2.0], [0.9, 0.9, 1.3, 1.4]], np.float32
-        ),
-        scores=np.array([0.93, 0.8, 0.7], np.float32),
-        classes=np.array([1, 1, 2], np.int32),
-    )
-    options = {"width": 200, "height": 100, "label_names": LABELS, "score_threshold": 0.3}
-    [inside] = to_pixel_detections(raw, max_detections=10, **options)
-    assert (inside.label, inside.box) == ("dog", pytest.approx((180.0, 90.0, 200.0, 100.0)))
-
-
-def test_score_threshold_class_filter_and_max_detections():
-    assert [d.score for d in convert(score_threshold=0.1)] == pytest.approx([0.9, 0.5, 0.2])
-    assert [d.label for d in convert(score_threshold=0.1, classes=frozenset({1}))] == ["cat"] * 2
-    assert [d.label for d in convert(max_detections=1)] == ["dog"]
+from ssd_core.inference import Predictor
+from ssd_core.input_files import file_digest
+from tests.service.conftest import INPUT_SIZE, BrightRegionModel, make_settings
 
 
 def test_forward_is_traced_once_for_every_padded_batch_size(tiny_config):
-    detector = Detector(BrightRegionModel(tiny_config), version="t")
+    detector = Detector(Predictor.from_model(BrightRegionModel(tiny_config)), version="t")
     detector.warm_up((1, 2, 4, 8))
     for size in (1, 2, 4, 8, 2, 1):
         detector.predict_batch(np.zeros((size, *INPUT_SIZE, 3), np.uint8))
-    assert detector.trace_count == 1
+    assert detector.predictor.engine.trace_count == 1
 
 
-def test_load_detector_reads_a_saved_model_and_hashes_it(tmp_path):
+def test_load_detector_reads_a_saved_training_model_and_hashes_it(tmp_path):
     config = ssd_core.SSDConfig.preset("ssd7", image_size=INPUT_SIZE)
     path = tmp_path / "m.keras"
     ssd_core.build_model(config, mode="training").save(path)
     detector = load_detector(path)
-    assert detector.version == hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    assert detector.version == file_digest(path)[:12]
     assert detector.config == config
+    assert detector.decoder_config == ssd_core.DecoderConfig()
     [result] = detector.predict_batch(np.zeros((1, *INPUT_SIZE, 3), np.uint8))
-    assert result.boxes.shape[1:] == (4,)  # a training-mode file is served in inference mode
-    assert len(result.boxes) == len(result.scores) == len(result.classes)
+    assert result["boxes"].shape[1:] == (4,)  # a training-mode file is served in inference mode
+    assert len(result["boxes"]) == len(result["scores"]) == len(result["labels"])
 
 
-def test_without_any_model_a_random_ssd7_is_served_with_a_warning(monkeypatch, caplog, tmp_path):
-    monkeypatch.setattr(
-        ssd_core, "default_model_path", lambda: tmp_path / "absent.keras", raising=False
-    )
-    with caplog.at_level(logging.WARNING, logger="service.detector"):
-        detector = load_detector(None)
+def test_a_missing_embedded_model_fails_naming_its_path(monkeypatch, tmp_path):
+    absent = tmp_path / "absent.keras"
+    monkeypatch.setattr(ssd_core, "embedded_models", lambda: {"face": absent})
+    catalogue, _ = _catalogue_for(make_settings())
+    with pytest.raises(ModelFileError, match=f"{absent} does not exist"):
+        catalogue.scan()["face"][1].load()
+
+
+def test_a_random_model_is_served_only_when_asked_for(monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr(ssd_core, "embedded_models", lambda: {"face": tmp_path / "absent.keras"})
+    _, loader = _catalogue_for(make_settings(allow_random_model=True))
+    detector = loader()
     assert (detector.name, detector.version) == ("ssd7", "random-init")
-    assert detector.config == ssd_core.SSDConfig.preset("ssd7")
     assert "RANDOMLY INITIALISED" in caplog.text
 
 
@@ -97,4 +62,11 @@ def test_settings_read_ssd_prefixed_environment(monkeypatch):
 def test_settings_reject_a_missing_model_file(monkeypatch, tmp_path):
     monkeypatch.setenv("SSD_MODEL_PATH", str(tmp_path / "nope.keras"))
     with pytest.raises(ValueError, match="does not exist"):
+        Settings()
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1"])
+def test_settings_reject_a_score_threshold_outside_zero_to_one(monkeypatch, value):
+    monkeypatch.setenv("SSD_SCORE_THRESHOLD", value)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
         Settings()

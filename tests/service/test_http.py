@@ -83,7 +83,7 @@ def test_detect_applies_exif_orientation(service):
 
 
 def test_detect_applies_png_exif_chunk_orientation(service):
-    from tests.service.test_images import png_with_exif_chunk, tiff_orientation
+    from tests.ssd_core.inference.test_images import png_with_exif_chunk, tiff_orientation
 
     stored = rectangle_image((20, 40, 80, 100), "red", size=(192, 128))
     body = png_with_exif_chunk(stored, tiff_orientation(6, "MM"), before_idat=False)

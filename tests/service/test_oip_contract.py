@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.detector import Detection
 from service.errors import InvalidParameterError, InvalidTensorError
 from service.oip_contract import (
     check_image_input,
@@ -16,6 +15,7 @@ from service.oip_contract import (
 )
 from service.oip_tensors import join_bytes, split_bytes, to_json_data, to_raw
 from service.runtime import DetectParams, DetectResult
+from ssd_core.inference import Detections
 
 
 def test_bytes_elements_are_little_endian_length_prefixed():
@@ -44,11 +44,11 @@ def test_raw_and_json_forms_of_numeric_and_bytes_tensors():
 
 
 def test_detections_become_tensors_padded_to_k():
-    found = DetectResult("m", "1", 100, 50, [
-        Detection("circle", 1, 0.9, (1.0, 2.0, 3.0, 4.0)),
-        Detection("ring", 5, 0.2, (0.0, 0.0, 100.0, 50.0)),
-    ])  # fmt: skip
-    empty = DetectResult("m", "1", 10, 10, [])
+    found = DetectResult("m", "1", 100, 50, Detections(
+        boxes=[[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 100.0, 50.0]], scores=[0.9, 0.2], labels=[1, 5],
+        names=("circle", "ring"),
+    ))  # fmt: skip
+    empty = DetectResult("m", "1", 10, 10, Detections(np.zeros((0, 4)), [], [], ()))
     tensors = detections_to_tensors([found, empty], k=3)
     assert tensors["NUM_DETECTIONS"].tolist() == [2, 0]
     assert tensors["BOXES"].shape == (2, 3, 4) and tensors["BOXES"].dtype == np.float32

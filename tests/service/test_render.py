@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from service.render import JPEG, encode_image, response_type
-from ssd_core.visualize import class_colour, detection_caption, label_rect, style_for
+from service.render import response_type
+from ssd_core.visualize import (
+    JPEG,
+    class_colour,
+    detection_caption,
+    encode_image,
+    label_rect,
+    style_for,
+)
 from tests.service.conftest import encode, rectangle_image
 
 SIZE = (640, 960)  # (height, width): 10x the oracle's input, 2 px outlines

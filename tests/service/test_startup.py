@@ -17,7 +17,7 @@ import httpx
 import keras
 import pytest
 
-from service.detector import resolve_model
+from service.detector import load_detector
 from service.grpc_server import build_server
 from service.model_file import ModelFileError, check_model_file
 from service.runtime import Runtime
@@ -122,7 +122,7 @@ def test_keras_model_that_is_not_ssd_is_refused_in_one_line(tmp_path):
     path = tmp_path / "dense.keras"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
     with pytest.raises(ModelFileError, match="not an SSD model"):
-        resolve_model(path)
+        load_detector(path)
 
 
 def test_truncated_keras_model_is_refused_in_one_line(tmp_path):
@@ -131,7 +131,15 @@ def test_truncated_keras_model_is_refused_in_one_line(tmp_path):
     cut = tmp_path / "cut.keras"
     cut.write_bytes(whole.read_bytes()[:-200])  # the zip directory at the end is gone
     with pytest.raises(ModelFileError, match="not a zip file"):
-        resolve_model(cut)
+        load_detector(cut)
+
+
+def test_a_repository_whose_default_model_is_missing_exits_2_naming_the_file(tmp_path):
+    (tmp_path / "face" / "1").mkdir(parents=True)  # a version folder without its model.keras
+    missing = tmp_path / "face" / "1" / "model.keras"
+    result = run_service({"SSD_MODEL_REPOSITORY": str(tmp_path), "SSD_HTTP_PORT": "0",
+                          "SSD_GRPC_PORT": "0"})  # fmt: skip
+    assert_one_line_error(result, f"{missing} does not exist")
 
 
 def test_busy_http_port_exits_2_naming_the_variable_before_any_port_or_model(tmp_path):
@@ -182,7 +190,7 @@ def test_http_socket_is_exclusive():
 
 # The model load never returns, so SIGTERM is certain to land while it runs.
 _HANGING_LOAD = (
-    "import threading, service.runtime as r; "
+    "import threading, service.repository as r; "
     "r.load_detector = lambda *a, **k: threading.Event().wait(); "
     "from service.__main__ import main; main()"
 )

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ssd_core.anchors import anchor_counts, generate_anchors
+from ssd_core.anchors import generate_anchors
+from ssd_core.backbones import feature_map_sizes
 from ssd_core.config import SSDConfig
 
 SQRT2 = math.sqrt(2.0)
@@ -44,7 +45,11 @@ def test_ssd512_has_24564_anchors(ssd512_anchors):
 
 def test_ssd300_per_layer_anchor_counts():
     # 38*38*4, 19*19*6, 10*10*6, 5*5*6, 3*3*4, 1*1*4 (SSD paper table / Caffe prototxt).
-    assert anchor_counts(SSDConfig.preset("ssd300_voc")) == (5776, 2166, 600, 150, 36, 4)
+    config = SSDConfig.preset("ssd300_voc")
+    sizes = zip(feature_map_sizes(config), config.boxes_per_location, strict=True)
+    counts = [h * w * boxes for (h, w), boxes in sizes]
+    assert counts == [5776, 2166, 600, 150, 36, 4]
+    assert len(generate_anchors(config)) == sum(counts)
 
 
 def test_coco_presets_have_the_anchor_counts_of_their_voc_twins():

@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "caffe"
 VGG300 = DATA / "VGG_VOC0712_SSD_300x300_deploy.prototxt"
 VGG512 = DATA / "VGG_VOC0712_SSD_512x512_deploy.prototxt"
 CAFFE_DECODER = {
-    "decoder": "caffe",
+    "method": "caffe",
     "score_threshold": 0.01,
     "iou_threshold": 0.45,
     "top_k": 400,

@@ -4,13 +4,12 @@ detector, tests/ssd_core/test_face_asset.py) finds clear shapes in freshly gener
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import ssd_core
 from ssd_core.data.shapes import render_scene
+from ssd_core.inference import Predictor, load_inference_model
 from tests.ssd_core.numpy_boxes import numpy_iou
 
 FRESH_SEED = 20_261_124  # the training data used seed 0 (train and test splits)
@@ -25,21 +24,20 @@ SCORE_THRESHOLD = 0.3
 def model():
     path = ssd_core.embedded_models()["shapes"]
     assert path.exists(), f"the shapes model is missing at {path}"
-    loaded = keras.saving.load_model(path)
-    return ssd_core.to_inference(loaded) if loaded.mode != "inference" else loaded
+    return load_inference_model(path)
 
 
-def detect(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel boxes, labels and scores above SCORE_THRESHOLD for one RGB uint8 image."""
-    height, width = model.ssd_config.image_size
-    resized = tf.image.resize(image[None].astype(np.float32), (height, width))
-    out = model(resized, training=False)
-    count = int(out["num_detections"][0])
-    scale = np.array([image.shape[1], image.shape[0]] * 2, np.float32)
-    boxes = out["boxes"][0, :count].numpy() * scale
-    labels, scores = out["classes"][0, :count].numpy(), out["scores"][0, :count].numpy()
-    keep = scores >= SCORE_THRESHOLD
-    return boxes[keep], labels[keep], scores[keep]
+@pytest.fixture(scope="module")
+def predictor(model):
+    return Predictor.from_model(model)
+
+
+def detect(predictor, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel boxes, labels and scores above SCORE_THRESHOLD for one RGB uint8 image, through
+    the service's inference path."""
+    [found] = predictor.predict([image])
+    found = found.filter(score_threshold=SCORE_THRESHOLD)
+    return found.boxes, found.labels, found.scores
 
 
 def clear_objects(scene) -> list[tuple[np.ndarray, int]]:
@@ -58,11 +56,11 @@ def test_shapes_model_is_an_ssd7_for_the_shapes_classes(model) -> None:
     assert model.ssd_config.class_names == ssd_core.presets.SHAPES_CLASSES
 
 
-def test_shapes_model_finds_clear_shapes_in_fresh_scenes(model) -> None:
+def test_shapes_model_finds_clear_shapes_in_fresh_scenes(predictor) -> None:
     found, total, correct_detections, detections = 0, 0, 0, 0
     for index in range(NUM_SCENES):
         scene = render_scene(np.random.default_rng([FRESH_SEED, index]), 192, 320)
-        boxes, labels, _ = detect(model, scene.image)
+        boxes, labels, _ = detect(predictor, scene.image)
         detections += len(boxes)
         objects = clear_objects(scene)
         total += len(objects)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssd_core import SSDConfig, build_model
+from ssd_core import DecoderConfig, SSDConfig, build_model
 from ssd_core.export import (
     export_onnx,
     export_savedmodel,
@@ -23,7 +23,7 @@ def ssd7_inference():
     """SSD7 with random weights; its untrained softmax scores (~1/6) pass the 0.01 threshold,
     so every image yields many detections to compare."""
     keras.utils.set_random_seed(5)
-    return build_model(SSDConfig.preset("ssd7"), mode="inference", max_detections=50)
+    return build_model(SSDConfig.preset("ssd7"), "inference", DecoderConfig(max_detections=50))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def savedmodel_dir(tmp_path_factory, ssd7_inference):
 def assert_same_detections(actual: dict, expected: dict) -> None:
     assert expected["num_detections"].min() > 0, "no detections; the comparison would be vacuous"
     np.testing.assert_array_equal(actual["num_detections"], expected["num_detections"])
-    np.testing.assert_array_equal(actual["classes"], expected["classes"])
+    np.testing.assert_array_equal(actual["labels"], expected["labels"])
     np.testing.assert_allclose(actual["scores"], expected["scores"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(actual["boxes"], expected["boxes"], rtol=1e-5, atol=1e-6)
 
@@ -53,7 +53,7 @@ def assert_same_detections(actual: dict, expected: dict) -> None:
 def test_savedmodel_outputs_equal_keras_model_outputs(savedmodel_dir, images, keras_outputs):
     serving = tf.saved_model.load(str(savedmodel_dir)).signatures["serving_default"]
     outputs = {name: value.numpy() for name, value in serving(images=tf.constant(images)).items()}
-    assert set(outputs) == {"boxes", "scores", "classes", "num_detections"}
+    assert set(outputs) == {"boxes", "scores", "labels", "num_detections"}
     assert_same_detections(outputs, keras_outputs)
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import ssd_core
-from ssd_core import SSDConfig, build_model
+from ssd_core import DecoderConfig, SSDConfig, build_model
+from ssd_core.inference import Predictor
 from ssd_core.weights import load_caffe_weights, read_caffemodel
 from tests.reference.face_files import face_detector_files, read_photo_rgb
-from tests.reference.opencv_face import opencv_face_net, resize_rgb, run_opencv
+from tests.reference.opencv_face import opencv_face_net, run_opencv
 
 # The service's default SSD_SCORE_THRESHOLD. On the photos below the face scores 0.99998
 # (astronaut) and 0.937 (camera); everything else stays below 0.14, most of it boxes of the
@@ -24,6 +25,11 @@ def shipped():
     path = ssd_core.default_model_path()
     assert path.exists(), f"the embedded face model is missing at {path}"
     return keras.saving.load_model(path)
+
+
+@pytest.fixture(scope="module")
+def predictor(shipped):
+    return Predictor.from_model(shipped)
 
 
 def test_default_model_is_the_face_detector_and_shapes_stays_shipped():
@@ -48,31 +54,21 @@ def test_shipped_weights_equal_a_fresh_conversion(shipped):
 
 
 def test_shipped_model_decodes_as_caffe_detection_output(shipped):
-    assert shipped.decoder == "caffe"
-    assert shipped.decoder_options == {
-        "score_threshold": 0.01,
-        "iou_threshold": 0.45,
-        "top_k": 400,
-        "max_detections": 200,
-        "clip": False,
-    }
+    # The prototxt's DetectionOutput: Caffe's defaults (0.01, 0.45, 400, 200), unclipped.
+    assert shipped.decoder_config == DecoderConfig(clip=False)
 
 
-def _faces(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel boxes and scores >= SCORE_THRESHOLD of the inference copy of `model`."""
-    out = ssd_core.to_inference(model)(resize_rgb(image)[None])
-    count = int(out["num_detections"][0])
-    scores = np.asarray(out["scores"][0, :count])
-    scale = np.array([image.shape[1], image.shape[0]] * 2)
-    boxes = np.asarray(out["boxes"][0, :count]) * scale
-    keep = scores >= SCORE_THRESHOLD
-    return boxes[keep], scores[keep]
+def _faces(predictor: Predictor, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel boxes and scores above SCORE_THRESHOLD, through the service's inference path."""
+    [found] = predictor.predict([image])
+    found = found.filter(score_threshold=SCORE_THRESHOLD)
+    return found.boxes, found.scores
 
 
 @pytest.mark.parametrize("photo", ["astronaut.png", "camera.png"])
-def test_the_one_face_is_where_opencv_finds_it(shipped, photo):
+def test_the_one_face_is_where_opencv_finds_it(predictor, photo):
     image = read_photo_rgb(photo)
-    boxes, scores = _faces(shipped, image)
+    boxes, scores = _faces(predictor, image)
     reference = run_opencv(opencv_face_net(), image).detections
     expected = reference[reference[:, 2] >= SCORE_THRESHOLD]
     assert len(expected) == 1 and len(boxes) == 1, (expected, boxes)
@@ -81,6 +77,6 @@ def test_the_one_face_is_where_opencv_finds_it(shipped, photo):
     assert scores[0] == pytest.approx(expected[0, 2], abs=1e-4)
 
 
-def test_no_face_in_the_coffee_photo(shipped):
-    boxes, _ = _faces(shipped, read_photo_rgb("coffee.png"))
+def test_no_face_in_the_coffee_photo(predictor):
+    boxes, _ = _faces(predictor, read_photo_rgb("coffee.png"))
     assert len(boxes) == 0

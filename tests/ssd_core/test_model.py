@@ -12,9 +12,11 @@ import keras
 import numpy as np
 import pytest
 
+from ssd_core import fields
 from ssd_core.anchors import generate_anchors
 from ssd_core.backbones import feature_map_sizes
 from ssd_core.config import SSDConfig
+from ssd_core.decoder_config import DecoderConfig
 from ssd_core.heads import build_heads
 from ssd_core.model import SSD, build_model, to_inference
 from ssd_core.postprocess import DetectionDecoder
@@ -168,11 +170,11 @@ def test_build_model_rejects_unknown_mode():
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [({"decoder": "nms"}, "method must be one of"), ({"iou_threshold": 1.5}, "iou_threshold")],
+    [({"method": "nms"}, "method must be one of"), ({"iou_threshold": 1.5}, "iou_threshold")],
 )
-def test_build_model_rejects_invalid_decoder_options_in_training_mode(option, message):
+def test_invalid_decoder_config_is_refused_in_training_mode_too(option, message):
     with pytest.raises(ValueError, match=message):
-        build_model(TINY_SSD7, **option)
+        SSD(TINY_SSD7, decoder_config=option)
 
 
 def test_tiny_ssd7_forward_gives_one_row_per_anchor(tiny_ssd7):
@@ -302,12 +304,21 @@ def test_conf_head_row_for_pixel_and_box_is_the_anchor_there():
 
 
 def test_ssd_config_round_trip_keeps_non_default_arguments():
-    model = SSD(TINY_SSD7, mode="training", decoder="fast", score_threshold=0.3, top_k=50)
+    decoder = DecoderConfig(method="fast", score_threshold=0.3, top_k=50)
+    model = SSD(TINY_SSD7, mode="training", decoder_config=decoder)
     clone = SSD.from_config(model.get_config())
     assert clone.ssd_config == TINY_SSD7
-    assert (clone.decoder, clone.decoder_options) == ("fast", model.decoder_options)
-    assert clone.decoder_options["score_threshold"] == 0.3
-    assert clone.decoder_options["top_k"] == 50
+    assert clone.decoder_config == decoder
+
+
+def test_models_saved_with_decoder_keywords_still_load():
+    # The form of `get_config` before the DecoderConfig (the shipped assets have it).
+    legacy = {"ssd_config": TINY_SSD7.to_dict(), "mode": "inference", "decoder": "fast",
+              "score_threshold": 0.2, "iou_threshold": 0.5, "top_k": 30, "max_detections": 7,
+              "name": "old", "trainable": True}  # fmt: skip
+    model = SSD.from_config(legacy)
+    assert model.decoder_config == DecoderConfig("fast", 0.2, 0.5, 30, 7, clip=True)
+    assert model.get_layer("detection_decoder").decoder_config == model.decoder_config
 
 
 def test_saved_model_loads_in_a_fresh_process_with_identical_outputs(tiny_ssd7, tmp_path):
@@ -346,12 +357,12 @@ def test_saved_model_loads_in_a_fresh_process_with_identical_outputs(tiny_ssd7, 
 
 
 def test_ssd300_inference_outputs_are_padded_detections():
-    model = build_model(SSDConfig.preset("ssd300_voc"), mode="inference", max_detections=200)
+    model = build_model(SSDConfig.preset("ssd300_voc"), "inference", DecoderConfig())
     specs = {key: (tuple(t.shape), t.dtype) for key, t in model.output.items()}
     assert specs == {
         "boxes": ((None, 200, 4), "float32"),
         "scores": ((None, 200), "float32"),
-        "classes": ((None, 200), "int32"),
+        "labels": ((None, 200), "int32"),
         "num_detections": ((None,), "int32"),
     }
 
@@ -368,31 +379,23 @@ def test_to_inference_copies_every_weight_by_layer_name(tiny_ssd7):
 
 
 def test_inference_output_is_the_decoder_applied_to_training_output(tiny_ssd7):
-    inference = to_inference(tiny_ssd7, decoder="fast", score_threshold=0.2, max_detections=7)
+    decoder_config = DecoderConfig(method="fast", score_threshold=0.2, max_detections=7)
+    inference = to_inference(tiny_ssd7, decoder_config)
     images = _images(TINY_SSD7, 2, seed=7)
-    decoder = DetectionDecoder(
-        TINY_SSD7.to_dict(), method="fast", score_threshold=0.2, max_detections=7
-    )
-    expected = decoder(tiny_ssd7(images))
+    expected = DetectionDecoder(TINY_SSD7, decoder_config)(tiny_ssd7(images))
     got = inference(images)
     assert tuple(got["boxes"].shape) == (2, 7, 4)
-    for key in ("boxes", "scores", "classes", "num_detections"):
+    for key in fields.DETECTION_OUTPUTS:
         np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), atol=1e-5)
 
 
-def test_to_inference_keeps_the_decoder_options_it_is_not_given(tiny_ssd7):
-    first = to_inference(tiny_ssd7, decoder="fast", iou_threshold=0.3, top_k=20, clip=False)
-    second = to_inference(first, max_detections=5)
-    assert second.mode == "inference"
-    assert second.decoder == "fast"
-    assert second.decoder_options == {
-        "score_threshold": 0.01,
-        "iou_threshold": 0.3,
-        "top_k": 20,
-        "max_detections": 5,
-        "clip": False,
-    }
-    assert second.get_layer("detection_decoder").clip is False
+def test_to_inference_keeps_the_decoder_unless_given_one(tiny_ssd7):
+    decoder = DecoderConfig(method="fast", iou_threshold=0.3, top_k=20, clip=False)
+    first = to_inference(SSD(TINY_SSD7, decoder_config=decoder))
+    assert (first.mode, first.decoder_config) == ("inference", decoder)
+    second = to_inference(first, decoder.replace(max_detections=5))
+    assert second.decoder_config == DecoderConfig("fast", 0.01, 0.3, 20, 5, clip=False)
+    assert second.get_layer("detection_decoder").decoder_config.clip is False
 
 
 def test_clip_false_keeps_boxes_that_leave_the_image(tiny_ssd7):
@@ -404,20 +407,21 @@ def test_clip_false_keeps_boxes_that_leave_the_image(tiny_ssd7):
         kernel, bias = loc.get_weights()
         loc.set_weights([np.zeros_like(kernel), np.tile([0.0, 0.0, 10.0, 10.0], len(bias) // 4)])
     images = _images(TINY_SSD7, 1, seed=5)
-    clipped = to_inference(model, max_detections=20)(images)["boxes"].numpy()
-    unclipped = to_inference(model, max_detections=20, clip=False)(images)["boxes"].numpy()
+    decoder = DecoderConfig(max_detections=20)
+    clipped = to_inference(model, decoder)(images)["boxes"].numpy()
+    unclipped = to_inference(model, decoder.replace(clip=False))(images)["boxes"].numpy()
     assert clipped.min() >= 0.0 and clipped.max() <= 1.0
     assert unclipped.min() < -1.0 and unclipped.max() > 2.0
 
 
 def test_inference_model_round_trips_through_a_keras_file(tiny_ssd7, tmp_path):
-    inference = to_inference(tiny_ssd7, decoder="fast", score_threshold=0.05, max_detections=9)
+    decoder = DecoderConfig(method="fast", score_threshold=0.05, max_detections=9)
+    inference = to_inference(tiny_ssd7, decoder)
     path = tmp_path / "inference.keras"
     inference.save(path)
     loaded = keras.saving.load_model(path)
-    assert (loaded.mode, loaded.decoder) == ("inference", "fast")
-    assert loaded.decoder_options == inference.decoder_options
+    assert (loaded.mode, loaded.decoder_config) == ("inference", decoder)
     images = _images(TINY_SSD7, 2, seed=9)
     expected, got = inference(images), loaded(images)
-    for key in ("boxes", "scores", "classes", "num_detections"):
+    for key in fields.DETECTION_OUTPUTS:
         np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy())

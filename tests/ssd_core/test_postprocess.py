@@ -7,11 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssd_core import SSDConfig, generate_anchors
+from ssd_core import DecoderConfig, SSDConfig, generate_anchors
 from ssd_core.postprocess import DetectionDecoder, decode_detections, greedy_nms
 
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
 BATCH, NUM_ANCHORS, NUM_CLASSES = 3, 300, 6
+
+
+def decode(logits, deltas, anchors, variances=VARIANCES, **decoder):
+    """`decode_detections` with the `DecoderConfig` fields as keywords."""
+    return decode_detections(logits, deltas, anchors, variances, DecoderConfig(**decoder))
 
 
 # --- NumPy reference -------------------------------------------------------------------------
@@ -86,7 +91,7 @@ def _assert_matches_reference(out, reference, max_detections):
     for image, dets in enumerate(reference):
         n = len(dets)
         np.testing.assert_allclose(out["scores"][image, :n], [d[0] for d in dets], atol=1e-5)
-        np.testing.assert_array_equal(out["classes"][image, :n], [d[2] for d in dets])
+        np.testing.assert_array_equal(out["labels"][image, :n], [d[2] for d in dets])
         expected_boxes = np.reshape([d[3] for d in dets], (n, 4))
         np.testing.assert_allclose(out["boxes"][image, :n], expected_boxes, atol=1e-5)
     assert out["boxes"].shape == (len(reference), max_detections, 4)
@@ -120,7 +125,7 @@ GRID = list(itertools.product((0, 1, 2), (0.01, 0.3, 0.6), (0.3, 0.45, 0.7)))
 @pytest.mark.parametrize(("seed", "score_thr", "iou_thr"), GRID)
 def test_method_matches_numpy_reference(method, top_k, seed, score_thr, iou_thr):
     logits, deltas, anchors = _random_inputs(seed)
-    out = decode_detections(
+    out = decode(
         logits,
         deltas,
         anchors,
@@ -138,9 +143,7 @@ def test_method_matches_numpy_reference(method, top_k, seed, score_thr, iou_thr)
 def test_caffe_method_without_clipping_matches_numpy_reference():
     logits, deltas, anchors = _random_inputs(3)
     deltas = deltas * 4.0  # push many boxes over the image border
-    out = decode_detections(
-        logits, deltas, anchors, VARIANCES, top_k=40, max_detections=100, clip=False
-    )
+    out = decode(logits, deltas, anchors, VARIANCES, top_k=40, max_detections=100, clip=False)
     reference = _np_reference(logits, deltas, anchors, "caffe", 0.01, 0.45, 40, 100, clip=False)
     _assert_matches_reference(out, reference, 100)
     assert out["boxes"].numpy().min() < 0.0
@@ -148,7 +151,7 @@ def test_caffe_method_without_clipping_matches_numpy_reference():
 
 def test_top_k_larger_than_anchor_count_uses_all_anchors():
     logits, deltas, anchors = _random_inputs(4)
-    out = decode_detections(logits, deltas, anchors, VARIANCES, top_k=1000, max_detections=500)
+    out = decode(logits, deltas, anchors, VARIANCES, top_k=1000, max_detections=500)
     reference = _np_reference(logits, deltas, anchors, "caffe", 0.01, 0.45, 1000, 500)
     _assert_matches_reference(out, reference, 500)
 
@@ -157,19 +160,19 @@ def test_top_k_larger_than_anchor_count_uses_all_anchors():
 def test_all_scores_below_threshold_give_empty_zero_padded_result(method):
     logits, deltas, anchors = _random_inputs(5)
     logits[..., 0] = 20.0  # background dominates: every foreground softmax score < 1e-8
-    out = decode_detections(logits, deltas, anchors, VARIANCES, method=method, max_detections=7)
+    out = decode(logits, deltas, anchors, VARIANCES, method=method, max_detections=7)
     np.testing.assert_array_equal(out["num_detections"], [0, 0, 0])
     np.testing.assert_array_equal(out["boxes"], np.zeros((3, 7, 4)))
     np.testing.assert_array_equal(out["scores"], np.zeros((3, 7)))
-    np.testing.assert_array_equal(out["classes"], np.zeros((3, 7)))
+    np.testing.assert_array_equal(out["labels"], np.zeros((3, 7)))
 
 
 def test_output_dtypes_and_shapes():
     logits, deltas, anchors = _random_inputs(6)
-    out = decode_detections(logits, deltas, anchors, VARIANCES, max_detections=9)
+    out = decode(logits, deltas, anchors, VARIANCES, max_detections=9)
     assert out["boxes"].dtype == tf.float32 and out["boxes"].shape == (3, 9, 4)
     assert out["scores"].dtype == tf.float32 and out["scores"].shape == (3, 9)
-    assert out["classes"].dtype == tf.int32 and out["classes"].shape == (3, 9)
+    assert out["labels"].dtype == tf.int32 and out["labels"].shape == (3, 9)
     assert out["num_detections"].dtype == tf.int32 and out["num_detections"].shape == (3,)
 
 
@@ -185,7 +188,7 @@ def test_batch_images_with_different_detection_counts_are_padded_with_zeros():
     logits = np.full((3, 4, 3), [10.0, 0.0, 0.0], np.float32)
     logits[1, [1, 3]] = [0.0, 0.0, np.log(3.0)]  # softmax -> (0.2, 0.2, 0.6)
     logits[2] = [0.0, np.log(4.0), 0.0]  # softmax -> (1/6, 2/3, 1/6)
-    out = decode_detections(
+    out = decode(
         logits,
         np.zeros((3, 4, 4), np.float32),
         DISJOINT,
@@ -194,7 +197,7 @@ def test_batch_images_with_different_detection_counts_are_padded_with_zeros():
         max_detections=5,
     )
     np.testing.assert_array_equal(out["num_detections"], [0, 2, 4])
-    np.testing.assert_array_equal(out["classes"], [[0] * 5, [2, 2, 0, 0, 0], [1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(out["labels"], [[0] * 5, [2, 2, 0, 0, 0], [1, 1, 1, 1, 0]])
     np.testing.assert_allclose(out["scores"][1], [0.6, 0.6, 0, 0, 0], atol=1e-6)
     np.testing.assert_allclose(out["scores"][2], [2 / 3] * 4 + [0], atol=1e-6)
     np.testing.assert_allclose(
@@ -207,10 +210,8 @@ def test_batch_images_with_different_detection_counts_are_padded_with_zeros():
 def test_caffe_exact_ties_rank_lower_anchor_then_lower_class_first():
     # Every anchor scores the same for classes 1 and 2: 8 equal detections, keep 5.
     logits = np.tile(np.array([0.0, 2.0, 2.0], np.float32), (1, 4, 1))
-    out = decode_detections(
-        logits, np.zeros((1, 4, 4), np.float32), DISJOINT, VARIANCES, max_detections=5
-    )
-    np.testing.assert_array_equal(out["classes"][0], [1, 2, 1, 2, 1])
+    out = decode(logits, np.zeros((1, 4, 4), np.float32), DISJOINT, VARIANCES, max_detections=5)
+    np.testing.assert_array_equal(out["labels"][0], [1, 2, 1, 2, 1])
     np.testing.assert_allclose(out["boxes"][0], DISJOINT[[0, 0, 1, 1, 2]])
     reference = _np_reference(logits, np.zeros((1, 4, 4)), DISJOINT, "caffe", 0.01, 0.45, 400, 5)
     assert [(d[1], d[2]) for d in reference[0]] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)]
@@ -218,11 +219,9 @@ def test_caffe_exact_ties_rank_lower_anchor_then_lower_class_first():
 
 def test_fast_exact_class_tie_takes_lower_class():
     logits = np.tile(np.array([0.0, 2.0, 2.0], np.float32), (1, 4, 1))
-    out = decode_detections(
-        logits, np.zeros((1, 4, 4), np.float32), DISJOINT, VARIANCES, method="fast"
-    )
+    out = decode(logits, np.zeros((1, 4, 4), np.float32), DISJOINT, VARIANCES, method="fast")
     assert out["num_detections"][0] == 4
-    np.testing.assert_array_equal(out["classes"][0, :4], [1, 1, 1, 1])
+    np.testing.assert_array_equal(out["labels"][0, :4], [1, 1, 1, 1])
     np.testing.assert_allclose(out["boxes"][0, :4], DISJOINT)
 
 
@@ -234,7 +233,7 @@ def test_tied_overlapping_boxes_keep_the_lower_anchor(method):
     deltas = np.zeros((1, 3, 4), np.float32)
     deltas[0, 0, 0] = 0.5  # anchor 0 moves right by 0.5 * 0.1 * 0.4 = 0.02; IoU with 1 is ~0.9
     logits = np.tile(np.array([0.0, 3.0], np.float32), (1, 3, 1))
-    out = decode_detections(logits, deltas, anchors, VARIANCES, method=method)
+    out = decode(logits, deltas, anchors, VARIANCES, method=method)
     assert out["num_detections"][0] == 2
     np.testing.assert_allclose(out["boxes"][0, 0], [0.12, 0.1, 0.52, 0.5], atol=1e-6)
     np.testing.assert_allclose(out["boxes"][0, 1], anchors[2], atol=1e-6)
@@ -242,18 +241,18 @@ def test_tied_overlapping_boxes_keep_the_lower_anchor(method):
 
 def test_background_class_never_detected():
     logits, deltas, anchors = _random_inputs(7)
-    out = decode_detections(logits, deltas, anchors, VARIANCES, score_threshold=0.0)
+    out = decode(logits, deltas, anchors, VARIANCES, score_threshold=0.0)
     num = out["num_detections"].numpy()
     for image in range(BATCH):
-        classes = out["classes"][image, : num[image]].numpy()
+        classes = out["labels"][image, : num[image]].numpy()
         assert classes.min() >= 1 and classes.max() <= NUM_CLASSES - 1
 
 
 def test_tf_function_result_equals_eager():
     logits, deltas, anchors = _random_inputs(8)
     kwargs = {"top_k": 40, "max_detections": 50}
-    eager = decode_detections(logits, deltas, anchors, VARIANCES, **kwargs)
-    graph = tf.function(lambda c, b: decode_detections(c, b, anchors, VARIANCES, **kwargs))
+    eager = decode(logits, deltas, anchors, VARIANCES, **kwargs)
+    graph = tf.function(lambda c, b: decode(c, b, anchors, VARIANCES, **kwargs))
     traced = graph(tf.constant(logits), tf.constant(deltas))
     for key in eager:
         np.testing.assert_array_equal(traced[key].numpy(), eager[key].numpy())
@@ -272,19 +271,19 @@ def test_tf_function_result_equals_eager():
 def test_decode_detections_rejects_bad_arguments(kwargs, message):
     logits, deltas, anchors = _random_inputs(9, batch=1)
     with pytest.raises(ValueError, match=message):
-        decode_detections(logits, deltas, anchors, VARIANCES, **kwargs)
+        decode(logits, deltas, anchors, VARIANCES, **kwargs)
 
 
 def test_decode_detections_rejects_wrong_regression_shape():
     logits, deltas, anchors = _random_inputs(9, batch=1)
     with pytest.raises(ValueError, match=r"bbox_regression must have shape \(B, 300, 4\)"):
-        decode_detections(logits, deltas[..., :3], anchors, VARIANCES)
+        decode(logits, deltas[..., :3], anchors, VARIANCES)
 
 
 def test_decode_detections_rejects_anchor_count_mismatch():
     logits, deltas, anchors = _random_inputs(9, batch=1)
     with pytest.raises(ValueError, match=r"anchors must have shape \(300, 4\), got \(299, 4\)"):
-        decode_detections(logits, deltas, anchors[:299], VARIANCES)
+        decode(logits, deltas, anchors[:299], VARIANCES)
 
 
 # --- greedy_nms ------------------------------------------------------------------------------
@@ -329,8 +328,10 @@ def test_greedy_nms_across_tiles_matches_numpy_reference():
 # --- DetectionDecoder layer ------------------------------------------------------------------
 
 
-def _ssd7_decoder(**kwargs) -> DetectionDecoder:
-    return DetectionDecoder(SSDConfig.preset("ssd7").to_dict(), **kwargs)
+def _ssd7_decoder(name: str | None = None, dtype: str | None = None, **decoder) -> DetectionDecoder:
+    """The ssd7 preset's decoder layer with the `DecoderConfig` fields as keywords."""
+    config = SSDConfig.preset("ssd7")
+    return DetectionDecoder(config.to_dict(), DecoderConfig(**decoder), name=name, dtype=dtype)
 
 
 NON_DEFAULT = {
@@ -348,9 +349,9 @@ def test_decoder_config_round_trip_with_non_default_values():
     config = layer.get_config()
     clone = DetectionDecoder.from_config(config)
     assert clone.get_config() == config
-    for key, value in NON_DEFAULT.items():
-        assert config[key] == value and getattr(clone, key) == value
-    assert SSDConfig.from_dict(clone.ssd_config) == SSDConfig.preset("ssd7")
+    assert config["decoder_config"] == NON_DEFAULT
+    assert clone.decoder_config == DecoderConfig(**NON_DEFAULT)
+    assert clone.ssd_config == SSDConfig.preset("ssd7")
 
 
 def test_decoder_deserialises_by_registered_name():
@@ -366,7 +367,7 @@ def test_decoder_equals_decode_detections_with_config_anchors():
     logits = rng.normal(0, 3, size=(2, len(anchors), config.num_classes)).astype(np.float32)
     deltas = rng.normal(0, 0.5, size=(2, len(anchors), 4)).astype(np.float32)
     out = _ssd7_decoder(**NON_DEFAULT)({"cls_logits": logits, "bbox_regression": deltas})
-    expected = decode_detections(logits, deltas, anchors, config.variances, **NON_DEFAULT)
+    expected = decode(logits, deltas, anchors, config.variances, **NON_DEFAULT)
     for key in expected:
         np.testing.assert_array_equal(out[key].numpy(), expected[key].numpy())
 
@@ -381,7 +382,7 @@ def test_decoder_symbolic_outputs_have_declared_shapes_and_dtypes():
     out = _ssd7_decoder(max_detections=11)(inputs)
     assert out["boxes"].shape == (None, 11, 4) and out["boxes"].dtype == "float32"
     assert out["scores"].shape == (None, 11) and out["scores"].dtype == "float32"
-    assert out["classes"].shape == (None, 11) and out["classes"].dtype == "int32"
+    assert out["labels"].shape == (None, 11) and out["labels"].dtype == "int32"
     assert out["num_detections"].shape == (None,) and out["num_detections"].dtype == "int32"
 
 
@@ -414,12 +415,12 @@ def test_decoder_rejects_bad_method():
 def test_xla_compiled_result_equals_eager():
     logits, deltas, anchors = _random_inputs(12)
     kwargs = {"top_k": 40, "max_detections": 100}
-    eager = decode_detections(logits, deltas, anchors, VARIANCES, **kwargs)
+    eager = decode(logits, deltas, anchors, VARIANCES, **kwargs)
     compiled = tf.function(
-        lambda c, b: decode_detections(c, b, anchors, VARIANCES, **kwargs), jit_compile=True
+        lambda c, b: decode(c, b, anchors, VARIANCES, **kwargs), jit_compile=True
     )(tf.constant(logits), tf.constant(deltas))
     # XLA fuses the softmax differently: equal up to float32 rounding.
-    for key in ("num_detections", "classes"):
+    for key in ("num_detections", "labels"):
         np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy())
     for key in ("boxes", "scores"):
         np.testing.assert_allclose(compiled[key].numpy(), eager[key].numpy(), atol=1e-6)
@@ -434,7 +435,7 @@ def test_decoder_under_mixed_precision_returns_float32_detections():
     layer = _ssd7_decoder(dtype="mixed_float16")
     out = layer({"cls_logits": tf.constant(logits), "bbox_regression": tf.constant(deltas)})
     assert out["boxes"].dtype == tf.float32 and out["scores"].dtype == tf.float32
-    expected = decode_detections(
+    expected = decode(
         logits.astype(np.float32), deltas.astype(np.float32), generate_anchors(config)
     )
     np.testing.assert_array_equal(out["num_detections"], expected["num_detections"])
@@ -446,14 +447,14 @@ def test_unknown_batch_size_graph_equals_eager(method):
     # survive it.
     logits, deltas, anchors = _random_inputs(seed=4)
     kwargs = {"method": method, "score_threshold": 0.05, "max_detections": 20}
-    eager = decode_detections(logits, deltas, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs)
+    eager = decode(logits, deltas, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs)
     spec = [
         tf.TensorSpec((None, *logits.shape[1:]), tf.float32),
         tf.TensorSpec((None, *deltas.shape[1:]), tf.float32),
     ]
     graph = tf.function(
-        lambda c, b: decode_detections(c, b, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs),
+        lambda c, b: decode(c, b, anchors, (0.1, 0.1, 0.2, 0.2), **kwargs),
         input_signature=spec,
     )(logits, deltas)
-    for key in ("boxes", "scores", "classes", "num_detections"):
+    for key in ("boxes", "scores", "labels", "num_detections"):
         np.testing.assert_allclose(graph[key].numpy(), eager[key].numpy(), atol=1e-6)

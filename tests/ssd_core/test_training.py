@@ -1,4 +1,5 @@
-"""Training helpers: the warm-up multistep schedule and Caffe-style regularisation."""
+"""Training helpers: the warm-up multistep schedule and Caffe-style regularisation by
+parameter role."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssd_core import SSDConfig, build_model
 from ssd_core.losses import SSDLoss
 from ssd_core.training import (
     NonFiniteLossError,
     Trainer,
     WarmupPiecewiseDecay,
-    is_bias,
+    parameter_roles,
     weight_decay_term,
 )
+from ssd_core.training.regularisation import BIAS, KERNEL, NORMALISATION
 
 
 def test_schedule_warms_up_linearly_then_steps_down() -> None:
@@ -38,16 +41,49 @@ def test_schedule_rejects_unsorted_boundaries() -> None:
 
 
 def test_weight_decay_covers_kernels_not_biases() -> None:
-    layer = keras.layers.Dense(2)
-    layer.build((None, 3))
-    layer.kernel.assign(np.full((3, 2), 2.0, np.float32))
-    layer.bias.assign(np.full((2,), 100.0, np.float32))
-    assert [is_bias(v) for v in layer.trainable_variables] == [False, True]
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(inputs))
+    dense.kernel.assign(np.full((3, 2), 2.0, np.float32))
+    dense.bias.assign(np.full((2,), 100.0, np.float32))
+    assert parameter_roles(model) == [KERNEL, BIAS]
     # 0.5 * 5e-4 * (6 weights * 2^2)
-    value = weight_decay_term(layer.trainable_variables, 5e-4)
+    value = weight_decay_term([dense.kernel], 5e-4)
     assert float(value) == pytest.approx(0.5 * 5e-4 * 24.0)
     assert float(weight_decay_term([], 5e-4)) == 0.0
     assert isinstance(value, tf.Tensor)
+
+
+@pytest.mark.parametrize("preset", ["ssd300_voc", "ssd300_res10_face", "ssd7"])
+def test_normalisation_scales_are_neither_decayed_nor_biases(preset) -> None:
+    model = build_model(SSDConfig.preset(preset))
+    roles = dict(zip((v.path for v in model.trainable_variables), parameter_roles(model),
+                     strict=True))  # fmt: skip
+    normalisation = {path for path, role in roles.items() if role == NORMALISATION}
+    if preset != "ssd7":
+        # conv4_3's L2Normalization scale (named "scale", not "gamma" or "bias")
+        assert "conv4_3_norm/scale" in normalisation
+    if preset == "ssd7":  # BatchNormalization gamma and beta ("beta" is a bias by its value)
+        assert {"bn1/gamma", "bn1/beta"} <= normalisation
+    if preset == "ssd300_res10_face":  # Caffe's Scale after BatchNorm: ChannelScale gamma, beta
+        assert {"data_scale/gamma", "data_scale/beta"} <= normalisation
+    head = f"{model.ssd_config.source_layers[0]}_mbox_conf"
+    assert (roles[f"{head}/kernel"], roles[f"{head}/bias"]) == (KERNEL, BIAS)
+    assert all(role == KERNEL for path, role in roles.items() if path.endswith("/kernel"))
+
+
+def test_a_variable_of_an_unknown_layer_type_is_refused() -> None:
+    class Gain(keras.layers.Layer):
+        def build(self, input_shape):
+            self.gain = self.add_weight(name="gain", shape=(1,))
+
+        def call(self, x):
+            return x * self.gain
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, Gain(name="gain_layer")(inputs))
+    with pytest.raises(ValueError, match=r"'gain_layer' \(Gain\) has a trainable variable"):
+        parameter_roles(model)
 
 
 def toy_trainer(weight_decay: float) -> Trainer:
@@ -87,9 +123,10 @@ def test_train_step_doubles_bias_learning_rate_and_decays_kernels() -> None:
         )["loss"]
     grads = [g.numpy() for g in tape.gradient(loss, variables)]
     trainer.train_step(images, targets)
-    for var, old, grad in zip(variables, before, grads, strict=True):
+    roles = parameter_roles(trainer.model)
+    for var, role, old, grad in zip(variables, roles, before, grads, strict=True):
         # SGD lr 1: bias -= 2 * grad (lr_mult 2, no decay); kernel -= grad + decay * kernel
-        expected = old - 2.0 * grad if is_bias(var) else old - (grad + 0.1 * old)
+        expected = old - 2.0 * grad if role == BIAS else old - (grad + 0.1 * old)
         np.testing.assert_allclose(var.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=var.path)
     assert trainer.step == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ssd_core.inference import Detections
 from ssd_core.visualize import (
     PALETTE,
     class_colour,
@@ -61,7 +62,8 @@ def test_caption_pixels_stay_inside_the_caption_rectangle():
 def test_draw_detections_uses_class_colours_and_draws_the_best_score_last():
     image = np.zeros((100, 100, 3), np.uint8)
     same_box = [[10, 30, 90, 90]] * 2
-    drawn = draw_detections(image, same_box, [1, 2], ["circle", "square"], [0.9, 0.4])
+    found = Detections(same_box, [0.9, 0.4], [1, 2], ("circle", "square"))
+    drawn = draw_detections(image, found)
     assert tuple(drawn[60, 10]) == class_colour(1) == PALETTE[0]
     assert class_colour(21) == PALETTE[0]
 

@@ -256,14 +256,6 @@ def test_train_transform_is_reproducible_for_a_seed() -> None:
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_eval_transform_resizes_and_keeps_boxes() -> None:
-    image, boxes, labels = painted_scene()
-    out, new_boxes, new_labels = augment.eval_transform(image, boxes, labels, (30, 40))
-    assert out.shape == (30, 40, 3)
-    np.testing.assert_array_equal(new_boxes.numpy(), boxes)
-    assert_boxes_bound_pixels(out.numpy(), new_boxes.numpy(), new_labels)
-
-
 def test_saturation_hue_in_one_pass_equals_the_two_steps() -> None:
     image = np.random.default_rng(1).uniform(0, 255, (6, 7, 3)).astype(np.float32)
     for value in range(6):

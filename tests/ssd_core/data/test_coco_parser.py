@@ -43,9 +43,13 @@ def test_bbox_xywh_becomes_pixel_corners(tmp_path):
     assert (record.width, record.height, record.image_id) == (100, 80, "7")
 
 
-def test_crowd_regions_are_difficult(tmp_path):
+def test_crowd_regions_are_difficult_and_not_training_objects(tmp_path):
     record = parse_coco(coco_file(tmp_path))[0]
     np.testing.assert_array_equal(record.difficult, [False, True])
+    np.testing.assert_array_equal(record.crowd, [False, True])
+    boxes, labels = record.training_objects()
+    np.testing.assert_array_equal(boxes, [[10, 20, 40, 60]])
+    np.testing.assert_array_equal(labels, record.labels[:1])
 
 
 def test_image_without_annotations_is_kept_and_images_dir_used(tmp_path):

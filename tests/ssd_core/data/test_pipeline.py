@@ -12,7 +12,7 @@ import tensorflow as tf
 from ssd_core.anchors import generate_anchors
 from ssd_core.box_coder import decode_boxes
 from ssd_core.config import SSDConfig
-from ssd_core.data.pipeline import epoch_permutation_index, evaluation_dataset, training_dataset
+from ssd_core.data.pipeline import epoch_permutation_index, training_dataset
 from ssd_core.data.records import ImageRecord
 
 CONFIG = SSDConfig.preset("ssd7").replace(image_size=(64, 96))
@@ -105,14 +105,13 @@ def test_positive_targets_decode_to_boxes_around_the_object(records) -> None:
     assert checked > 0
 
 
-def test_evaluation_dataset_yields_every_image_in_order(records) -> None:
-    batches = list(evaluation_dataset(records, CONFIG, batch_size=3).as_numpy_iterator())
-    images = np.concatenate([b[0] for b in batches])
-    sizes = np.concatenate([b[1] for b in batches])
-    assert images.shape == (4, 64, 96, 3)
-    np.testing.assert_array_equal(sizes, [[48, 80]] * 4)
-    # image 3 has no object: uniform grey 40 after a bilinear resize
-    np.testing.assert_allclose(images[3], 40.0, atol=1e-3)
+def test_a_crowd_region_is_never_a_positive(records) -> None:
+    crowd_only = ImageRecord(records[0].image_path, records[0].boxes, [1], [True], "crowd",
+                             crowd=[True])  # fmt: skip
+    [(_, targets)] = first_batches(training_dataset([crowd_only], CONFIG, batch_size=1), 1)
+    assert (targets["cls_targets"] > 0).sum() == 0
+    [(_, targets)] = first_batches(training_dataset(records[:1], CONFIG, batch_size=1), 1)
+    assert (targets["cls_targets"] > 0).sum() > 0  # the same box, not crowd: matched
 
 
 def test_training_dataset_rejects_empty_records() -> None:

@@ -19,7 +19,7 @@ def detections(outputs: dict[str, np.ndarray], image: int) -> list[tuple[int, fl
     n = int(outputs["num_detections"][image])
     return [
         (
-            int(outputs["classes"][image, i]),
+            int(outputs["labels"][image, i]),
             float(outputs["scores"][image, i]),
             outputs["boxes"][image, i].astype(np.float64),
         )

@@ -87,7 +87,7 @@ def test_engine_gives_the_tf_reference_detections(
     outputs = runner.run(batches[model_name])
     reference = references[model_name]
     assert reference["num_detections"].sum() > 0
-    assert_same_detections(reference, outputs, model.decoder_options["score_threshold"])
+    assert_same_detections(reference, outputs, model.decoder_config.score_threshold)
 
 
 def test_reference_finds_the_astronaut_face(references):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from ssd_core.evaluation import evaluate_voc
-from ssd_core.evaluation.predict import scale_detections
 from ssd_core.evaluation.reports import ap_table, plot_pr_curves, write_voc_result_files
 
 
@@ -30,14 +28,6 @@ def test_voc_result_files_reject_label_outside_class_list(tmp_path):
     dets = [{"image_id": "a", "label": 3, "score": 0.5, "box": [1, 2, 3, 4]}]
     with pytest.raises(ValueError, match="label 3 is outside 1..2"):
         write_voc_result_files(dets, ("cat", "dog"), tmp_path)
-
-
-def test_scale_detections_maps_normalised_boxes_to_pixels_and_drops_padding():
-    boxes = np.array([[0.1, 0.2, 0.5, 1.2], [0, 0, 0, 0]], np.float32)
-    dets = scale_detections("x", boxes, np.array([0.9, 0.0]), np.array([3, 0]), 1, 100, 200)
-    assert len(dets) == 1
-    assert dets[0]["label"] == 3 and dets[0]["image_id"] == "x"
-    np.testing.assert_allclose(dets[0]["box"], [20, 20, 100, 100], atol=1e-4)  # ymax clipped
 
 
 def test_ap_table_lists_classes_and_marks_missing_ap():

@@ -45,7 +45,7 @@ def model(config):
 
 @pytest.fixture(scope="module")
 def decoding(model):
-    return to_inference(model, clip=False)
+    return to_inference(model, model.decoder_config.replace(clip=False))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,6 @@ def test_caffe_decoder_without_clip_reproduces_opencv_detection_out(case, decodi
     expected = reference.detections
     assert count == len(expected), name
     # OpenCV emits one class's detections by descending score, as ours are sorted.
-    np.testing.assert_array_equal(np.asarray(out["classes"][0, :count]), expected[:, 1])
+    np.testing.assert_array_equal(np.asarray(out["labels"][0, :count]), expected[:, 1])
     np.testing.assert_allclose(np.asarray(out["scores"][0, :count]), expected[:, 2], atol=1e-3)
     np.testing.assert_allclose(np.asarray(out["boxes"][0, :count]), expected[:, 3:], atol=1e-3)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from ssd_core import SSDConfig, build_model
+from ssd_core import DecoderConfig, SSDConfig, build_model
 from ssd_core.weights import subsample_classes
 from ssd_core.weights.subsample import conf_channel_indices, kept_labels
 
@@ -65,10 +65,10 @@ def test_subsampled_config_has_new_classes_and_count(ssd7_model):
 
 
 def test_subsampled_inference_model_keeps_mode_and_decoder_options():
-    model = build_model(SSDConfig.preset("ssd7"), mode="inference", max_detections=17)
+    model = build_model(SSDConfig.preset("ssd7"), "inference", DecoderConfig(max_detections=17))
     small = subsample_classes(model, ["square"])
     assert small.mode == "inference"
-    assert small.decoder_options["max_detections"] == 17
+    assert small.decoder_config.max_detections == 17
 
 
 def test_subsampled_model_survives_keras_save_and_load(ssd7_model, images, tmp_path):

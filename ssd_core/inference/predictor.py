@@ -1,0 +1,96 @@
+"""`Predictor`: one model from RGB images of any size to `Detections` in their pixels.
+
+The three steps are separate methods so that a server can run them where it wants (decode and
+`preprocess` in a worker pool, `run` in its batcher, `to_detections` per request) and still
+run exactly what `predict` runs for evaluation, training-time validation and offline tools.
+What runs the batch is an `ssd_core.engines.Engine` (the TF engine of a Keras model by
+default; ONNX Runtime or OpenVINO plug in the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ssd_core.config import SSDConfig
+from ssd_core.decoder_config import DecoderConfig
+from ssd_core.engines.base import Engine
+from ssd_core.inference.detections import Detections, ImageOutputs, split_outputs, to_detections
+from ssd_core.inference.loading import as_inference
+from ssd_core.inference.preprocess import Placement, resize_image
+from ssd_core.model import SSD
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor:
+    """Runs one SSD on images: resize (the config's policy), engine, boxes back to pixels.
+
+    Args:
+        engine: runs (B, H, W, 3) uint8 RGB at the model input size and returns the padded
+            outputs (`ssd_core.engines.Engine`).
+        decoder_config: the decoder the engine's model runs: its thresholds and K are the
+            limits of what this predictor can return.
+    """
+
+    def __init__(self, engine: Engine, decoder_config: DecoderConfig) -> None:
+        self.engine = engine
+        self.decoder_config = decoder_config
+
+    @classmethod
+    def from_model(cls, model: SSD | Any) -> Predictor:
+        """A predictor on the TF engine of `model` (an SSD of either mode, converted with
+        `as_inference`; or any Keras model with `ssd_config`, `decoder_config` and the
+        inference outputs, e.g. a test's stand-in)."""
+        from ssd_core.engines.tf_engine import TFEngine
+
+        if isinstance(model, SSD):
+            model = as_inference(model)
+        return cls(TFEngine(model), model.decoder_config)
+
+    @property
+    def config(self) -> SSDConfig:
+        """The model's `SSDConfig`."""
+        return self.engine.config
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) in pixels of the model input."""
+        return self.engine.input_size
+
+    def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, Placement]:
+        """(H, W, 3) uint8 RGB -> (model input (input_h, input_w, 3) uint8, its `Placement`)."""
+        config = self.config
+        return resize_image(rgb, self.input_size, config.resize, config.pixel_mean)
+
+    def run(self, pixels: np.ndarray) -> list[ImageOutputs]:
+        """(B, input_h, input_w, 3) uint8 -> one unpadded outputs dict per image (normalised
+        boxes). Blocking: run it off any event loop."""
+        return split_outputs(self.engine.run(pixels))
+
+    def to_detections(self, outputs: ImageOutputs, placement: Placement) -> Detections:
+        """One image's `run` outputs as `Detections` in its original pixels."""
+        return to_detections(outputs, placement, self.config.label_names)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """(H, W, 3) uint8 RGB images of any sizes -> their `Detections`, in one batch."""
+        if not images:
+            return []
+        prepared = [self.preprocess(rgb) for rgb in images]
+        outputs = self.run(np.stack([pixels for pixels, _ in prepared]))
+        return [
+            self.to_detections(row, placement)
+            for row, (_, placement) in zip(outputs, prepared, strict=True)
+        ]
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        """Run one zero batch of every size in `batch_sizes` (a server's padded sizes), so no
+        request pays for tracing or compiling."""
+        height, width = self.input_size
+        sizes = list(batch_sizes)
+        for size in sizes:
+            self.run(np.zeros((size, height, width, 3), np.uint8))
+        logger.info("warmed up %s at batch sizes %s", self.config.name, sizes)

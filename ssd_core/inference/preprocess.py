@@ -1,0 +1,112 @@
+"""An image of any size to the model input, and the model's boxes back to the image's pixels:
+the one resize and the one normalised-to-pixel mapping of inference (the role of
+torchvision's `GeneralizedRCNNTransform` resize / `postprocess`).
+
+Two policies, named by `SSDConfig.resize`:
+
+- `"stretch"` (the Caffe/SSD default, what the published models were trained with): both
+  sides scaled to the input size, aspect ratio not kept;
+- `"letterbox"`: one scale for both sides (the largest that fits), the image centred, the
+  rest filled with the config's `pixel_mean` (which the network's normalisation maps to 0).
+
+Both resample with OpenCV's bilinear `cv2.resize` on uint8 RGB. A `Placement` records where
+the original lies in the input, `input_px = original_px * scale + offset` per axis, with the
+scale of the size actually resized to (rounded), so `Placement.to_original` is the exact
+inverse of what `resize_image` did: box edges are continuous coordinates (pixel `i` spans
+[i, i + 1)), which `cv2.resize`'s half-pixel-centred sampling scales exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ssd_core.config import RESIZE_POLICIES
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an original image lies in the model input (pixels, `x_in = x * scale + offset`).
+
+    Attributes:
+        width, height: the original image's size in pixels.
+        input_size: (height, width) of the model input in pixels.
+        scale_x, scale_y: input pixels per original pixel.
+        offset_x, offset_y: input pixels left of / above the image (letterbox padding).
+    """
+
+    width: int
+    height: int
+    input_size: tuple[int, int]
+    scale_x: float
+    scale_y: float
+    offset_x: float = 0.0
+    offset_y: float = 0.0
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """(n, 4) normalised model-input [xmin, ymin, xmax, ymax] -> (n, 4) float32 original
+        pixels, clipped to [0, width] x [0, height]."""
+        input_h, input_w = self.input_size
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scale = np.array([self.scale_x, self.scale_y] * 2)
+        offset = np.array([self.offset_x, self.offset_y] * 2)
+        pixels = (boxes * np.array([input_w, input_h] * 2) - offset) / scale
+        limit = np.array([self.width, self.height] * 2, np.float64)
+        return np.clip(pixels, 0.0, limit).astype(np.float32)
+
+
+def place(height: int, width: int, input_size: tuple[int, int], policy: str) -> Placement:
+    """The `Placement` of a `height` x `width` image in `input_size` under `policy`.
+
+    Raises:
+        ValueError: an unknown policy or an empty image.
+    """
+    if policy not in RESIZE_POLICIES:
+        raise ValueError(f"resize policy must be one of {RESIZE_POLICIES}, got {policy!r}")
+    if height < 1 or width < 1:
+        raise ValueError(f"image must have at least one pixel, got {width}x{height}")
+    input_h, input_w = input_size
+    if policy == "stretch":
+        return Placement(width, height, (input_h, input_w), input_w / width, input_h / height)
+    scale = min(input_w / width, input_h / height)
+    resized_w = min(input_w, max(1, round(width * scale)))
+    resized_h = min(input_h, max(1, round(height * scale)))
+    return Placement(
+        width,
+        height,
+        (input_h, input_w),
+        resized_w / width,
+        resized_h / height,
+        float((input_w - resized_w) // 2),
+        float((input_h - resized_h) // 2),
+    )
+
+
+def resize_image(
+    rgb: np.ndarray, input_size: tuple[int, int], policy: str, fill: tuple[float, float, float]
+) -> tuple[np.ndarray, Placement]:
+    """(H, W, 3) uint8 RGB -> ((input_h, input_w, 3) uint8 RGB model input, its `Placement`).
+
+    Args:
+        rgb: the image, any size.
+        input_size: (height, width) of the model input.
+        policy: `"stretch"` or `"letterbox"` (see the module docstring).
+        fill: RGB 0..255 of the letterbox padding (the config's `pixel_mean`).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    height, width = rgb.shape[:2]
+    placement = place(height, width, input_size, policy)
+    resized_w = round(width * placement.scale_x)
+    resized_h = round(height * placement.scale_y)
+    resized = cv2.resize(rgb, (resized_w, resized_h), interpolation=cv2.INTER_LINEAR)
+    if policy == "stretch":
+        return resized, placement
+    canvas = np.empty((*input_size, 3), np.uint8)
+    canvas[:] = np.clip(np.round(fill), 0, 255).astype(np.uint8)
+    top, left = int(placement.offset_y), int(placement.offset_x)
+    canvas[top : top + resized_h, left : left + resized_w] = resized
+    return canvas, placement
