@@ -8,6 +8,7 @@ Starts `python -m service` (the shipped model unless --model-path) and runs, in 
                abort-max: as fast as they can)
   connections  idle connections above the limits on both ports, health probed meanwhile
   overload     more concurrent requests than the queue holds; how fast refusals come back
+               (clients wait Retry-After / 1 s after a refusal; overload-max: they hammer)
 and prints, per scenario: sent / answered / wrong / missing, the p99 latency of a concurrent
 good request (a POST /detect every 100 ms) and the service's RSS before and after.
 

@@ -111,9 +111,12 @@ async def keep_alive_client(
     request: bytes,
     stop_at: float,
     record: Callable[[int, float], None],
+    honour_retry_after: bool = False,
 ) -> None:
     """Send `request` (keep-alive) back to back until `stop_at` (loop time), reconnecting when
-    the server closes; `record(status, seconds)` per answer, status 0 for a transport error."""
+    the server closes; `record(status, seconds)` per answer, status 0 for a transport error.
+    With `honour_retry_after`, wait as a 503's `Retry-After` says before the next request, as
+    a well-behaved client does; else hammer."""
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
         try:
@@ -126,24 +129,26 @@ async def keep_alive_client(
             while loop.time() < stop_at:
                 started = time.perf_counter()
                 writer.write(request)
-                status, close = await _read_response(reader)
+                status, headers = await _read_response(reader)
                 record(status, time.perf_counter() - started)
-                if close:
+                if headers.get("connection", "").lower() == "close":
                     break
+                if honour_retry_after and status == 503:
+                    await asyncio.sleep(float(headers.get("retry-after", "1")))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             record(0, 0.0)
         finally:
             writer.close()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """(status, whether the server closes the connection) of one response."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """(status, headers with lower-case names) of one response; its body is read and dropped."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     lines = head.split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
     await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers.get("connection", "").lower() == "close"
+    return status, headers
 
 
 async def send_and_hang_up(

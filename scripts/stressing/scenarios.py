@@ -429,12 +429,20 @@ def _settled(read: Any, target: float, timeout_s: float = 15.0) -> int:
     return int(value)
 
 
+RETRY_AFTER_S = 1.0  # the gRPC clients' pause after RESOURCE_EXHAUSTED (HTTP: Retry-After)
+
 # --- 4. overload --------------------------------------------------------------------------
 
 
-def overload(server: ServiceProcess, sizes: Sizes) -> dict:
+def overload(server: ServiceProcess, sizes: Sizes, hammer: bool = False) -> dict:
     """More concurrent HTTP clients and gRPC calls than the queue holds, for `overload_s`:
-    how fast the refusals (503 / RESOURCE_EXHAUSTED) come back."""
+    how fast the refusals (503 / RESOURCE_EXHAUSTED) come back.
+
+    The clients behave as the README asks: after a 503 they wait its `Retry-After`, after
+    RESOURCE_EXHAUSTED one second. With `hammer` they retry at once: the refusals then come
+    back as fast as the two cores, shared with the clients, can turn requests away (Little's
+    law: latency = clients / refusals per second), which measures the load generator as much
+    as the service."""
     image = scene_jpegs(1, seed=2)[0]
     rss_before = server.rss_mb()
     latencies: dict[str, list[float]] = {}
@@ -464,6 +472,8 @@ def overload(server: ServiceProcess, sizes: Sizes) -> dict:
                     except grpc.RpcError as error:
                         code = error.code().name
                     record(f"grpc {code}", time.perf_counter() - started)
+                    if code == "RESOURCE_EXHAUSTED" and not hammer:
+                        await asyncio.sleep(RETRY_AFTER_S)
 
             await asyncio.gather(
                 *(
@@ -473,6 +483,7 @@ def overload(server: ServiceProcess, sizes: Sizes) -> dict:
                         request,
                         stop_at,
                         lambda status, s: record(f"http {status}", s),
+                        honour_retry_after=not hammer,
                     )
                     for _ in range(sizes.overload_http_clients)
                 ),
@@ -484,7 +495,7 @@ def overload(server: ServiceProcess, sizes: Sizes) -> dict:
     time.sleep(0.5)
     by_status = {status: len(values) for status, values in sorted(latencies.items())}
     return {
-        "scenario": "overload",
+        "scenario": "overload (hammer)" if hammer else "overload",
         "sent": sum(by_status.values()),
         "answered": sum(n for status, n in by_status.items() if not status.endswith(" 0")),
         "wrong": "-",
@@ -505,4 +516,5 @@ SCENARIOS: dict[str, Callable[..., dict[Any, Any]]] = {
     "abort-max": lambda server, sizes: aborted_requests(server, sizes, max_rate=True),
     "connections": connection_flood,
     "overload": overload,
+    "overload-max": lambda server, sizes: overload(server, sizes, hammer=True),
 }

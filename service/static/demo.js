@@ -95,6 +95,10 @@ async function loadModels() {
   select.replaceChildren(...state.models.map((m) => new Option(m.name, m.name)));
   select.disabled = state.models.length < 2;
   showModel(state.models[0].name, state.models[0].version);
+  // Every model's decoder threshold now rather than just before an upload: a request made
+  // right before a large upload left Chromium unable to read that upload's early 413.
+  const keys = state.models.length > 1 ? state.models.map((m) => m.name) : [null];
+  await Promise.all(keys.map(requestThreshold)).catch(() => {});
   setState("idle");
 }
 
