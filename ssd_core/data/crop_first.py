@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from ssd_core.data import augment
@@ -71,9 +70,8 @@ def train_transform(
     boxes = tf.cond(flip, lambda: augment.flip_boxes(boxes), lambda: boxes)
     crop = augment.window_pixels(window, canvas.height, canvas.width)
     part, padding = image_part_of_crop(image, crop, canvas.top, canvas.left, flip)
-    pixels = pad_with_fill(distort(part, colour), padding, fill)
     method = augment.draw_interpolation(seeds[4])
-    return augment.resize_with(pixels, size, method), boxes, labels
+    return resize_on_fill(distort(part, colour), padding, fill, size, method), boxes, labels
 
 
 def image_part_of_crop(
@@ -138,12 +136,6 @@ def clip(pixels: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(pixels, 0.0, 255.0)
 
 
-# hsv_to_rgb per output channel (3, 1, 1): share = clip(sign * |h - centre| + offset, 0, 1).
-HSV_CENTRES = np.array([3.0, 2.0, 4.0], np.float32).reshape(3, 1, 1)
-HSV_SIGNS = np.array([1.0, -1.0, -1.0], np.float32).reshape(3, 1, 1)
-HSV_OFFSETS = np.array([-1.0, 2.0, 2.0], np.float32).reshape(3, 1, 1)
-
-
 def adjust_hsv(pixels: tf.Tensor, saturation: tf.Tensor, hue_shift: tf.Tensor) -> tf.Tensor:
     """Scale the HSV saturation (then clip it to 0..1) and rotate the hue (`hue_shift`, a
     fraction of the circle) of (3, h, w) RGB planes 0..255, keeping the value V.
@@ -165,36 +157,89 @@ def adjust_hsv(pixels: tf.Tensor, saturation: tf.Tensor, hue_shift: tf.Tensor) -
         return clip(value - (value - pixels) * scale)
 
     def rotate_hue() -> tf.Tensor:
-        # rgb_to_hsv's hue in sixths of the circle, by the channel holding the maximum.
-        inverse = tf.math.reciprocal_no_nan(chroma)  # grey: any hue, its chroma is 0
+        # rgb_to_hsv's hue in sixths of the circle, by the channel holding the maximum: red
+        # -1..1, green 1..3, blue 3..5; grey (C = 0) has any hue, its chroma is 0 anyway.
+        inverse = tf.math.reciprocal_no_nan(chroma)
         sixths = tf.where(
             red == value,
             inverse * (green - blue),
             tf.where(green == value, inverse * (blue - red) + 2.0, inverse * (red - green) + 4.0),
         )
-        sixths = tf.math.floormod(sixths + hue_shift * 6.0, 6.0)
+        # The shift as -3..3 sixths, so the sum (-4..8) is back in 0..6 after one wrap.
+        sixths = sixths + (tf.math.floormod(hue_shift + 0.5, 1.0) - 0.5) * 6.0
+        sixths = tf.where(sixths < 0.0, sixths + 6.0, sixths)
+        sixths = tf.where(sixths >= 6.0, sixths - 6.0, sixths)
+        lowest = value - new_chroma
+
+        def channel(share: tf.Tensor) -> tf.Tensor:
+            return lowest + new_chroma * tf.clip_by_value(share, 0.0, 1.0)
+
         # hsv_to_rgb's shares: red |h - 3| - 1, green 2 - |h - 2|, blue 2 - |h - 4|.
-        distance = tf.abs(sixths[None] - HSV_CENTRES)
-        shares = tf.clip_by_value(distance * HSV_SIGNS + HSV_OFFSETS, 0.0, 1.0)
-        return clip((value - new_chroma)[None] + new_chroma[None] * shares)
+        return clip(
+            tf.stack(
+                [
+                    channel(tf.abs(sixths - 3.0) - 1.0),
+                    channel(2.0 - tf.abs(sixths - 2.0)),
+                    channel(2.0 - tf.abs(sixths - 4.0)),
+                ]
+            )
+        )
 
     return tf.cond(tf.equal(hue_shift, 0.0), saturate_only, rotate_hue)
 
 
-def pad_with_fill(image: tf.Tensor, padding: tf.Tensor, fill: Sequence[float]) -> tf.Tensor:
-    """(h, w, 3) float32 with `padding` (2, 2) [[above, below], [left, right]] pixels of the
-    colour `fill` (RGB 0..255) around it -> (h + above + below, w + left + right, 3)."""
+def resize_on_fill(
+    image: tf.Tensor,
+    padding: tf.Tensor,
+    fill: Sequence[float],
+    size: tuple[int, int],
+    method: tf.Tensor,
+) -> tf.Tensor:
+    """`augment.resize_with` of `image` with `padding` pixels of the colour `fill` around it.
+
+    Args:
+        image: (h, w, 3) float32 0..255.
+        padding: (2, 2) int32 [[above, below], [left, right]] fill pixels.
+        fill: RGB 0..255.
+        size: output (height, width).
+        method: scalar int32 index into `augment.INTERPOLATIONS`.
+
+    Returns:
+        (height, width, 3) float32 0..255.
+
+    Every interpolation is a weighted mean whose weights sum to 1 (nearest, bilinear, Keys
+    bicubic, normalised Lanczos-3, area), so resize(fill + d) = fill + resize(d): the image
+    minus the fill is padded with zeros (one pass over the canvas, up to 16 times the image) and
+    the fill is added to the resized output instead.
+    """
     fill = tf.constant(fill, tf.float32, shape=[3])
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    padded_width = width + padding[1, 0] + padding[1, 1]
 
-    def pad() -> tf.Tensor:
-        # As rows of width * 3 values, the fill is one row vector added to every row: a
-        # broadcast TensorFlow runs at memory speed (a (3,) one over (H, W, 3) is several
-        # times slower). Zero padding of image - fill, plus fill, is the fill colour.
-        rows = tf.reshape(image, [height, width * 3]) - tf.tile(fill, [width])[None]
+    def on_fill() -> tf.Tensor:
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        # Padded as rows of width * 3 values: several times faster than padding (h, w, 3).
+        rows = tf.reshape(add_per_channel(image, -fill), [height, width * 3])
         rows = tf.pad(rows, [padding[0], padding[1] * 3])
-        rows = rows + tf.tile(fill, [padded_width])[None]
-        return tf.reshape(rows, [height + padding[0, 0] + padding[0, 1], padded_width, 3])
+        canvas = tf.reshape(rows, [tf.shape(rows)[0], -1, 3])
+        return clip(add_per_channel(interpolate(canvas, size, method), fill))
 
-    return tf.cond(tf.reduce_any(padding > 0), pad, lambda: image)
+    no_fill = tf.reduce_all(tf.equal(padding, 0))
+    return tf.cond(no_fill, lambda: augment.resize_with(image, size, method), on_fill)
+
+
+def interpolate(image: tf.Tensor, size: tuple[int, int], method: tf.Tensor) -> tf.Tensor:
+    """(h, w, 3) float32 resized to `size` with `augment.INTERPOLATIONS[method]`, no
+    antialiasing, not clipped (bicubic and Lanczos overshoot)."""
+
+    def resize(name: str) -> tf.Tensor:
+        return tf.image.resize(image, size, method=name, antialias=False)
+
+    resized = tf.switch_case(method, [lambda m=m: resize(m) for m in augment.INTERPOLATIONS])
+    return tf.ensure_shape(resized, [size[0], size[1], 3])
+
+
+def add_per_channel(image: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+    """(h, w, 3) + (3,): as rows of w * 3 values plus one row vector, a broadcast TensorFlow
+    runs at memory speed (a (3,) one over (h, w, 3) is several times slower)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    rows = tf.reshape(image, [height, width * 3]) + tf.tile(values, [width])[None]
+    return tf.reshape(rows, [height, width, 3])

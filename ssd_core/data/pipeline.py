@@ -97,7 +97,11 @@ def training_dataset(
         return image, {"cls_targets": cls_targets, "box_targets": box_targets}
 
     dataset = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
-    dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
+    # deterministic only matters (and only may be given) with parallel calls
+    deterministic = True if num_parallel_calls else None
+    dataset = dataset.map(
+        element, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+    )
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
 

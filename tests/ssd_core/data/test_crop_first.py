@@ -112,16 +112,27 @@ def test_image_part_of_a_crop_on_the_fill_only_is_empty() -> None:
     assert padding.numpy()[0].sum() == 2 and padding.numpy()[1].sum() == 2
 
 
-def test_pad_with_fill_surrounds_the_image_with_the_fill_colour() -> None:
-    image = tf.fill([2, 3, 3], 7.0)
-    out = crop_first.pad_with_fill(image, tf.constant([[1, 0], [2, 1]]), FILL).numpy()
-    assert out.shape == (3, 6, 3)
-    np.testing.assert_allclose(out[1:, 2:5], 7.0, atol=1e-5)
-    np.testing.assert_allclose(out[0], np.broadcast_to(FILL, (6, 3)), atol=1e-5)
-    np.testing.assert_allclose(out[:, [0, 1, 5]], np.broadcast_to(FILL, (3, 3, 3)), atol=1e-5)
+@pytest.mark.parametrize("method", range(len(augment.INTERPOLATIONS)))
+def test_resize_on_fill_equals_resizing_the_filled_canvas(method: int) -> None:
+    image = np.random.default_rng(method).uniform(0, 255, (20, 30, 3)).astype(np.float32)
+    canvas = np.empty((20 + 9, 30 + 12, 3), np.float32)
+    canvas[:] = FILL
+    canvas[4:24, 7:37] = image  # 4 rows above, 5 below, 7 columns left, 5 right
+    padding = tf.constant([[4, 5], [7, 5]])
+    out = crop_first.resize_on_fill(image, padding, FILL, (16, 21), tf.constant(method))
+    expected = augment.resize(canvas, (16, 21), augment.INTERPOLATIONS[method])
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=PIXEL_TOLERANCE)
 
 
-@pytest.mark.parametrize("saturation, hue", [(1.4, 0.0), (0.6, 0.0), (1.3, 0.07), (0.8, -0.1)])
+def test_add_per_channel_adds_each_channel_its_value() -> None:
+    image = tf.zeros([2, 3, 3])
+    out = crop_first.add_per_channel(image, tf.constant([1.0, 2.0, 3.0])).numpy()
+    np.testing.assert_array_equal(out, np.broadcast_to([1.0, 2.0, 3.0], (2, 3, 3)))
+
+
+@pytest.mark.parametrize(
+    "saturation, hue", [(1.4, 0.0), (0.6, 0.0), (1.3, 0.07), (0.8, -0.1), (1.0, 0.45), (2.0, -0.8)]
+)
 def test_adjust_hsv_matches_colorsys(saturation: float, hue: float) -> None:
     rng = np.random.default_rng(3)
     rgb = rng.uniform(0, 255, (40, 3))
