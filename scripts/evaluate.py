@@ -9,6 +9,14 @@ Examples:
         --metric coco --out eval_external
     python scripts/evaluate.py --quick --out eval_quick   # seconds: shipped shapes model,
                                                           # 12 generated scenes
+    python scripts/evaluate.py --model models/shapes.keras --dataset voc:data/heldout \\
+        --split test --engine openvino --precision int8 --out eval_int8
+
+Without --engine the Keras model runs on the evaluation tf.data pipeline (TF bilinear resize of
+float pixels). With --engine (tf, tf-xla, onnxruntime, openvino; `ssd_core.engines`) images are
+read and stretched to uint8 as the service prepares requests (`ssd_core.engines.images`) and
+the engine runs them, at --precision (int8: the network `scripts/export.py --quantize int8`
+wrote beside the model).
 
 Writes to --out: `results.json` (mAP, per-class AP, settings), `pr_<class>.png` and
 `pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, `detections.json`, the
@@ -55,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="VOC metrics only")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--engine", help="run the model in this engine (see above)")
+    parser.add_argument("--precision", default="auto", help="engine precision: fp32, int8, ...")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--gallery", type=int, default=12, help="images in the error gallery (0: none)"
@@ -94,6 +104,14 @@ def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]
 
     model = load_inference_model(args.model)
     dataset = load_dataset(args.dataset, args.split, model.ssd_config.class_names)
+    if getattr(args, "engine", None):
+        from ssd_core.engines import create_engine
+        from ssd_core.engines.accuracy import pixel_detections, run_on_dataset
+
+        engine = create_engine(model, args.engine, args.precision, model_path=args.model)
+        logger.info("engine: %s", engine.describe())
+        outputs = run_on_dataset(engine, dataset.records, args.batch_size)
+        return dataset, pixel_detections(outputs, dataset.records)
     detections = predict_dataset(model, dataset.records, args.batch_size, not args.no_progress)
     return dataset, detections
 
@@ -135,6 +153,8 @@ def main(args: argparse.Namespace) -> int:
         table = ap_table(voc.ap, names, voc.mAP)
     results.update(dataset=args.dataset, split=args.split, num_images=len(dataset),
                    num_detections=len(detections), model=args.model)  # fmt: skip
+    if getattr(args, "engine", None):
+        results.update(engine=args.engine, precision=args.precision)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "detections.json").write_text(json.dumps(detections))
     write_voc_result_files(detections, names, out)
