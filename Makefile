@@ -9,7 +9,7 @@ EXTRA ?= cpu
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[$(EXTRA),dev,onnx,openvino]"
+	$(PY) -m pip install -e ".[$(EXTRA),dev,onnx,openvino,litert]"
 	$(PY) -m service._codegen
 	touch $@
 

@@ -1,5 +1,5 @@
-"""Export a `.keras` SSD for serving: TF SavedModel, Triton model repository, or ONNX; or
-quantise its network to int8 for the CPU engines.
+"""Export a `.keras` SSD for serving: TF SavedModel, Triton model repository, ONNX, or LiteRT
+(TFLite, mobile and edge); or quantise its network to int8 for the CPU engines.
 
 Examples:
     python scripts/export.py --model models/ssd300_voc.keras --format savedmodel \\
@@ -8,6 +8,8 @@ Examples:
         --out triton_models --max-batch-size 16
     python scripts/export.py --model models/ssd300_voc.keras --format onnx \\
         --out exports/ssd300_voc.onnx
+    python scripts/export.py --model models/ssd300_voc.keras --format litert \\
+        --out exports/ssd300_voc.tflite       # + exports/ssd300_voc.json (the SSDConfig)
     python scripts/export.py --model models/shapes.keras --quantize int8 \\
         --calibration voc:data/shapes192 --calibration-split train \\
         --guard voc:data/heldout --guard-split test
@@ -40,13 +42,18 @@ from pathlib import Path
 from ssd_core.engines.base import EngineUnavailableError
 from ssd_core.engines.quantize import QUANTIZED_ENGINES
 from ssd_core.engines.registry import missing_packages
-from ssd_core.export import export_onnx, export_savedmodel, write_triton_repository
+from ssd_core.export import (
+    export_litert,
+    export_onnx,
+    export_savedmodel,
+    write_triton_repository,
+)
 from ssd_core.input_files import InputFileError, load_keras_model
 from ssd_core.model import SSD
 
 logger = logging.getLogger("export")
 
-FORMATS = ("savedmodel", "triton", "onnx")
+FORMATS = ("savedmodel", "triton", "onnx", "litert")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="savedmodel: the SavedModel directory; triton: the model repository; "
-        "onnx: the .onnx file",
+        "onnx: the .onnx file; litert: the .tflite file",
     )
     parser.add_argument("--name", help="Triton model name (default: the config name)")
     parser.add_argument("--version", type=int, default=1, help="Triton model version")
@@ -136,6 +143,8 @@ def main(args: argparse.Namespace) -> int:
                 max_queue_delay_us=args.max_queue_delay_us,
                 **options,
             )
+        elif args.format == "litert":
+            out = export_litert(model, args.out, **options)
         else:
             out = export_onnx(model, args.out, **options)
     except ImportError as error:

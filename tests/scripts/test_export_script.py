@@ -134,3 +134,11 @@ def test_quantize_needs_calibration_images(shapes_model_and_data, caplog):
     model, _, _ = shapes_model_and_data
     assert run("--model", model, "--quantize", "int8") == 2
     assert "--quantize needs --calibration" in caplog.text
+
+
+def test_litert_format_writes_the_tflite_file_and_its_config(shapes_model_and_data, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    model, _, _ = shapes_model_and_data
+    assert run("--model", model, "--format", "litert", "--out", tmp_path / "shapes.tflite") == 0
+    assert (tmp_path / "shapes.tflite").stat().st_size > 100_000  # weights inside
+    assert (tmp_path / "shapes.json").exists()
