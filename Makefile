@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# Everything, for development and the tests: dev pulls in serve, train and eval.
-	$(PY) -m pip install -e ".[$(EXTRA),dev,onnx,openvino]"
+	$(PY) -m pip install -e ".[$(EXTRA),dev,onnx,openvino,litert]"
 	$(PY) -m service._codegen
 	touch $@
 

@@ -9,6 +9,14 @@ Examples:
         --metric coco --out eval_external
     python scripts/evaluate.py --quick --out eval_quick   # seconds: shipped shapes model,
                                                           # 12 generated scenes
+    python scripts/evaluate.py --model models/shapes.keras --dataset voc:data/heldout \\
+        --split test --engine openvino --precision int8 --out eval_int8
+
+Images go through the service's own inference path (`ssd_core.inference`: decoding, the
+model's resize policy, boxes back to pixels), so the mAP is that of what the service serves.
+--engine (tf, tf-xla, onnxruntime, openvino; `ssd_core.engines`; default: the Keras model
+under tf.function) runs the batches at --precision (int8: the network `scripts/export.py
+--quantize int8` wrote beside the model).
 
 Writes to --out: `results.json` (mAP, per-class AP, settings), `pr_<class>.png` and
 `pr_summary.png`, the VOC server files `comp4_det_test_<class>.txt`, `detections.json`, the
@@ -55,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="VOC metrics only")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--engine", help="run the model in this engine (see above)")
+    parser.add_argument("--precision", default="auto", help="engine precision: fp32, int8, ...")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--gallery", type=int, default=12, help="images in the error gallery (0: none)"
@@ -77,8 +87,17 @@ def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]
     from ssd_core.evaluation.predict import predict_dataset
     from ssd_core.inference import Predictor, load_inference_model
 
-    predictor = Predictor.from_model(load_inference_model(args.model))
-    logger.info("decoder: %s; resize: %s", predictor.decoder_config, predictor.config.resize)
+    model = load_inference_model(args.model)
+    predictor = Predictor.from_model(model)
+    if args.engine:
+        from ssd_core.engines import create_engine
+
+        engine = create_engine(model, args.engine, args.precision, model_path=args.model)
+        predictor = Predictor(engine, model.decoder_config)
+    logger.info(
+        "engine: %s; decoder: %s; resize: %s",
+        predictor.engine.describe(), predictor.decoder_config, predictor.config.resize,
+    )  # fmt: skip
     dataset = load_dataset(args.dataset, args.split, predictor.config.class_names)
     detections = predict_dataset(predictor, dataset.records, args.batch_size, not args.no_progress)
     return dataset, detections
@@ -121,6 +140,8 @@ def main(args: argparse.Namespace) -> int:
         table = ap_table(voc.ap, names, voc.mAP)
     results.update(dataset=args.dataset, split=args.split, num_images=len(dataset),
                    num_detections=len(detections), model=args.model)  # fmt: skip
+    if args.engine:
+        results.update(engine=args.engine, precision=args.precision)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "detections.json").write_text(json.dumps(detections))
     write_voc_result_files(detections, names, out)

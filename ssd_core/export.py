@@ -1,5 +1,5 @@
 """Export a trained SSD for serving: a TF SavedModel (TF Serving), a Triton model repository,
-and ONNX (through tf2onnx, optional).
+ONNX (through tf2onnx, optional), and LiteRT / TFLite (mobile and edge).
 
 The serving signature takes what a client has after decoding and resizing an image:
 `images` (B, H, W, 3) uint8 RGB at the model's input size `config.image_size` (clients resize
@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from ssd_core.atomic_write import atomic_path, write_text
+from ssd_core.atomic_write import atomic_path, write_bytes, write_text
 from ssd_core.decoder_config import DecoderConfig
 from ssd_core.inference.loading import as_inference
 from ssd_core.model import SSD
@@ -205,3 +205,48 @@ def _tensor_entries(specs: Mapping[str, tuple[str, tuple[int, ...]]]) -> str:
             fields.append("reshape: { shape: [ ] }")
         entries.append("  {\n" + "\n".join(f"    {f}" for f in fields) + "\n  }")
     return ",\n".join(entries)
+
+
+def export_litert(
+    model: SSD, out_file: str | Path, decoder_config: DecoderConfig | None = None
+) -> Path:
+    """Write the serving graph - network and decoder - as a LiteRT (TFLite) flatbuffer.
+
+    The decoder goes in-graph: the SavedModel signature (`export_savedmodel`) converts with
+    TFLite builtin ops only (its NMS is TF ops, `ssd_core.postprocess`: WHILE loops, gathers,
+    matrix ops), so the file runs in any LiteRT interpreter with no Flex delegate and no custom
+    op, with the Caffe `DetectionOutput` semantics of the other exports. The
+    `TFLite_Detection_PostProcess` custom op was not used: its NMS and output layout ([ymin,
+    xmin, ymax, xmax] boxes, 0-based float classes) differ from this decoder's.
+
+    Input `images` (B, H, W, 3) uint8, batch 1 as allocated (resize the input tensor for
+    another batch size); outputs `boxes`, `scores`, `labels`, `num_detections` as the
+    SavedModel's (the signature runner names them). The SSDConfig (class names, input size) is
+    written beside the file as `<out_file stem>.json`.
+
+    Args:
+        model: the SSD (either mode; a training-mode model is converted to inference mode).
+        out_file: the `.tflite` file to write (replaced if it exists).
+        decoder_config: the exported graph's decoder; None: the model's own.
+
+    Returns:
+        `out_file` as a Path.
+    """
+    import tempfile
+
+    served = as_inference(model, decoder_config)
+    out_file = Path(out_file)
+    with tempfile.TemporaryDirectory(prefix="ssd_litert_") as tmp:
+        saved = export_savedmodel(served, Path(tmp) / "savedmodel")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), [SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+    write_bytes(out_file, flatbuffer)
+    served.ssd_config.save(litert_config_path(out_file))
+    logger.info("wrote LiteRT model %s (%d bytes)", out_file, len(flatbuffer))
+    return out_file
+
+
+def litert_config_path(out_file: str | Path) -> Path:
+    """Where `export_litert` writes the SSDConfig of `out_file`: `<stem>.json` beside it."""
+    return Path(out_file).with_suffix(".json")

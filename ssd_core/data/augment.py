@@ -19,6 +19,7 @@ IoU-constrained random crop (Caffe's seven batch samplers), horizontal flip with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -56,6 +57,66 @@ def _draw(seed: tf.Tensor, prob: float, low: float, high: float) -> tuple[tf.Ten
     return _coin(seeds[0], prob), tf.random.stateless_uniform([], seeds[1], low, high)
 
 
+def _effective(apply: tf.Tensor, value: tf.Tensor, identity: float) -> tf.Tensor:
+    """`value` where the step applies, else the value that leaves pixels unchanged."""
+    return tf.where(apply, value, identity)
+
+
+def draw_brightness(
+    seed: tf.Tensor, delta: float = BRIGHTNESS_DELTA, prob: float = 0.5
+) -> tf.Tensor:
+    """The brightness shift (pixel units, 0.0 when the step does not apply)."""
+    return _effective(*_draw(seed, prob, -delta, delta), 0.0)
+
+
+def draw_contrast(
+    seed: tf.Tensor, value_range: tuple[float, float] = CONTRAST_RANGE, prob: float = 0.5
+) -> tf.Tensor:
+    """The contrast factor (1.0 when the step does not apply)."""
+    return _effective(*_draw(seed, prob, *value_range), 1.0)
+
+
+def draw_channel_order(seed: tf.Tensor, prob: float = 0.5) -> tf.Tensor:
+    """(3,) int32 channel permutation: random with probability `prob`, else [0, 1, 2]."""
+    seeds = split_seed(seed, 2)
+    order = tf.argsort(tf.random.stateless_uniform([3], seeds[1]))
+    return tf.where(_coin(seeds[0], prob), order, tf.range(3))
+
+
+class PhotometricDraw(NamedTuple):
+    """The random values of one `photometric_distort` (scalars unless said otherwise).
+
+    brightness: shift in pixel units; contrast: factor; contrast_first: bool, the order
+    contrast-saturation-hue (else saturation-hue-contrast); saturation: factor; hue: shift as a
+    fraction of the hue circle; recolour: bool, saturation or hue applies (the HSV round trip
+    runs); channel_order: (3,) int32 permutation. Steps that do not apply hold their identity.
+    """
+
+    brightness: tf.Tensor
+    contrast: tf.Tensor
+    contrast_first: tf.Tensor
+    saturation: tf.Tensor
+    hue: tf.Tensor
+    recolour: tf.Tensor
+    channel_order: tf.Tensor
+
+
+def draw_photometric(seed: tf.Tensor, channel_swap_prob: float = 0.5) -> PhotometricDraw:
+    """The draws of `photometric_distort(image, seed, channel_swap_prob)`, without an image."""
+    seeds = split_seed(seed, 6)
+    apply_sat, saturation = _draw(seeds[3], 0.5, *SATURATION_RANGE)
+    apply_hue, hue = _draw(seeds[4], 0.5, -HUE_DELTA, HUE_DELTA)
+    return PhotometricDraw(
+        brightness=draw_brightness(seeds[0]),
+        contrast=draw_contrast(seeds[2]),
+        contrast_first=_coin(seeds[1], 0.5),
+        saturation=_effective(apply_sat, saturation, 1.0),
+        hue=_effective(apply_hue, hue, 0.0),
+        recolour=apply_sat | apply_hue,
+        channel_order=draw_channel_order(seeds[5], channel_swap_prob),
+    )
+
+
 def _as_float_image(image: tf.Tensor) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3:
@@ -71,8 +132,7 @@ def random_brightness(
 ) -> tf.Tensor:
     """Add one uniform value in [-delta, delta] (pixel units) to every pixel, clip to 0..255."""
     image = _as_float_image(image)
-    apply, shift = _draw(seed, prob, -delta, delta)
-    return tf.clip_by_value(image + tf.where(apply, shift, 0.0), 0.0, 255.0)
+    return tf.clip_by_value(image + draw_brightness(seed, delta, prob), 0.0, 255.0)
 
 
 def random_contrast(
@@ -83,8 +143,7 @@ def random_contrast(
 ) -> tf.Tensor:
     """Multiply pixel values by a factor in `value_range` (Caffe's contrast: `convertTo(alpha)`)."""
     image = _as_float_image(image)
-    apply, factor = _draw(seed, prob, *value_range)
-    return tf.clip_by_value(image * tf.where(apply, factor, 1.0), 0.0, 255.0)
+    return tf.clip_by_value(image * draw_contrast(seed, value_range, prob), 0.0, 255.0)
 
 
 def _adjust_hsv(image: tf.Tensor, saturation: tf.Tensor, hue_shift: tf.Tensor) -> tf.Tensor:
@@ -138,10 +197,7 @@ def random_hue(
 def random_channel_swap(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.5) -> tf.Tensor:
     """Permute the three colour channels at random (Caffe's `random_order_prob`)."""
     image = _as_float_image(image)
-    seeds = split_seed(seed, 2)
-    order = tf.argsort(tf.random.stateless_uniform([3], seeds[1]))
-    order = tf.where(_coin(seeds[0], prob), order, tf.range(3))
-    return tf.gather(image, order, axis=-1)
+    return tf.gather(image, draw_channel_order(seed, prob), axis=-1)
 
 
 def photometric_distort(
@@ -171,6 +227,43 @@ def photometric_distort(
 # Geometric transforms ---------------------------------------------------------------------------
 
 
+class ExpandDraw(NamedTuple):
+    """Where `random_expand` puts an (H, W) image: on a (height, width) canvas with its top-left
+    pixel at (top, left), scalar int32; `applied` (bool) is False when the canvas is the image."""
+
+    applied: tf.Tensor
+    height: tf.Tensor
+    width: tf.Tensor
+    top: tf.Tensor
+    left: tf.Tensor
+
+
+def draw_expand(
+    seed: tf.Tensor, height: tf.Tensor, width: tf.Tensor, max_ratio: float = 4.0, prob: float = 0.5
+) -> ExpandDraw:
+    """The canvas of `random_expand` for an image of `height` x `width` pixels."""
+    seeds = split_seed(seed, 3)
+    apply = _coin(seeds[0], prob)
+    ratio = tf.where(apply, tf.random.stateless_uniform([], seeds[1], 1.0, max_ratio), 1.0)
+    canvas_h = tf.cast(tf.floor(tf.cast(height, tf.float32) * ratio), tf.int32)
+    canvas_w = tf.cast(tf.floor(tf.cast(width, tf.float32) * ratio), tf.int32)
+    offsets = tf.random.stateless_uniform([2], seeds[2])
+    top = tf.cast(offsets[0] * tf.cast(canvas_h - height + 1, tf.float32), tf.int32)
+    left = tf.cast(offsets[1] * tf.cast(canvas_w - width + 1, tf.float32), tf.int32)
+    top, left = tf.minimum(top, canvas_h - height), tf.minimum(left, canvas_w - width)
+    return ExpandDraw(apply, canvas_h, canvas_w, top, left)
+
+
+def expand_boxes(
+    boxes: tf.Tensor, canvas: ExpandDraw, height: tf.Tensor, width: tf.Tensor
+) -> tf.Tensor:
+    """(M, 4) boxes normalised to the (height, width) image -> normalised to the canvas."""
+    scale = tf.cast(tf.stack([width, height, width, height]), tf.float32)
+    shift = tf.cast(tf.stack([canvas.left, canvas.top, canvas.left, canvas.top]), tf.float32)
+    size = tf.stack([canvas.width, canvas.height, canvas.width, canvas.height])
+    return (boxes * scale + shift) / tf.cast(size, tf.float32)
+
+
 def random_expand(
     image: tf.Tensor,
     boxes: tf.Tensor,
@@ -186,25 +279,14 @@ def random_expand(
     """
     image = _as_float_image(image)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
-    seeds = split_seed(seed, 3)
-    apply = _coin(seeds[0], prob)
-    ratio = tf.where(apply, tf.random.stateless_uniform([], seeds[1], 1.0, max_ratio), 1.0)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    canvas_h = tf.cast(tf.floor(tf.cast(height, tf.float32) * ratio), tf.int32)
-    canvas_w = tf.cast(tf.floor(tf.cast(width, tf.float32) * ratio), tf.int32)
-    offsets = tf.random.stateless_uniform([2], seeds[2])
-    top = tf.cast(offsets[0] * tf.cast(canvas_h - height + 1, tf.float32), tf.int32)
-    left = tf.cast(offsets[1] * tf.cast(canvas_w - width + 1, tf.float32), tf.int32)
-    top = tf.minimum(top, canvas_h - height)
-    left = tf.minimum(left, canvas_w - width)
+    canvas = draw_expand(seed, height, width, max_ratio, prob)
     fill = tf.constant(fill, tf.float32, shape=[3])
+    bottom, right = canvas.height - height - canvas.top, canvas.width - width - canvas.left
+    paddings = [[canvas.top, bottom], [canvas.left, right], [0, 0]]
     # Pad the mean-subtracted image with zeros, so the border takes exactly the fill colour.
-    paddings = [[top, canvas_h - height - top], [left, canvas_w - width - left], [0, 0]]
-    canvas = tf.cond(apply, lambda: tf.pad(image - fill, paddings) + fill, lambda: image)
-    scale = tf.cast(tf.stack([width, height, width, height]), tf.float32)
-    shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
-    canvas_scale = tf.cast(tf.stack([canvas_w, canvas_h, canvas_w, canvas_h]), tf.float32)
-    return canvas, (boxes * scale + shift) / canvas_scale
+    expanded = tf.cond(canvas.applied, lambda: tf.pad(image - fill, paddings) + fill, lambda: image)
+    return expanded, expand_boxes(boxes, canvas, height, width)
 
 
 def _sample_crop_windows(seed: tf.Tensor, trials: int) -> tf.Tensor:
@@ -238,22 +320,61 @@ def _centres_inside(windows: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
     return after_start & before_end
 
 
+def window_pixels(window: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """(4,) int32 [x0, y0, x1, y1] pixel bounds (end exclusive) of a normalised `window` already
+    on whole pixels of a `height` x `width` image."""
+    size = tf.cast(tf.stack([width, height, width, height]), tf.float32)
+    return tf.cast(tf.round(window * size), tf.int32)
+
+
+def boxes_in_window(
+    boxes: tf.Tensor, labels: tf.Tensor, window: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The boxes whose centre lies inside `window` (Caffe `emit_type: CENTER`), clipped and
+    renormalised to it, and their labels."""
+    keep = _centres_inside(window[None], boxes)[0]
+    boxes, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+    extent = tf.concat([window[2:] - window[:2], window[2:] - window[:2]], axis=0)
+    origin = tf.concat([window[:2], window[:2]], axis=0)
+    return tf.clip_by_value((boxes - origin) / extent, 0.0, 1.0), labels
+
+
 def crop_to_window(
     image: tf.Tensor, boxes: tf.Tensor, labels: tf.Tensor, window: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Crop to `window` (4,) normalised xyxy, already on whole pixels; keep the boxes whose centre
     lies inside it (Caffe `emit_type: CENTER`), clipped and renormalised to the crop."""
     image = _as_float_image(image)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    size = tf.cast(tf.stack([width, height, width, height]), tf.float32)
-    pixels = tf.cast(tf.round(window * size), tf.int32)
+    pixels = window_pixels(window, tf.shape(image)[0], tf.shape(image)[1])
     cropped = image[pixels[1] : pixels[3], pixels[0] : pixels[2]]
-    keep = _centres_inside(window[None], boxes)[0]
-    boxes, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
-    extent = tf.concat([window[2:] - window[:2], window[2:] - window[:2]], axis=0)
-    origin = tf.concat([window[:2], window[:2]], axis=0)
-    boxes = tf.clip_by_value((boxes - origin) / extent, 0.0, 1.0)
-    return cropped, boxes, labels
+    return (cropped, *boxes_in_window(boxes, labels, window))
+
+
+def choose_crop_window(
+    boxes: tf.Tensor,
+    seed: tf.Tensor,
+    height: tf.Tensor,
+    width: tf.Tensor,
+    min_ious: Sequence[float] = CROP_MIN_IOUS,
+    max_trials: int = CROP_MAX_TRIALS,
+) -> tf.Tensor:
+    """The window of `random_crop` for an image of `height` x `width` pixels with these boxes:
+    (4,) normalised xyxy on whole pixels ([0, 0, 1, 1] for the whole image)."""
+    seeds = split_seed(seed, 2)
+    modes = tf.constant([2.0, *min_ious], tf.float32)  # 2.0: no IoU reaches it -> whole image
+    mode = tf.random.stateless_uniform([], seeds[0], 0, len(min_ious) + 1, dtype=tf.int32)
+    min_iou = modes[mode]
+    windows = _snap_to_pixels(_sample_crop_windows(seeds[1], max_trials), height, width)
+    has_boxes = tf.shape(boxes)[0] > 0
+    iou_ok = tf.reduce_any(pairwise_iou(windows, boxes) >= min_iou, axis=-1)
+    centre_ok = tf.reduce_any(_centres_inside(windows, boxes), axis=-1)
+    valid = tf.where(has_boxes, iou_ok & centre_ok, tf.fill([max_trials], min_iou <= 1.0))
+    whole = tf.constant([0.0, 0.0, 1.0, 1.0])
+    return tf.cond(
+        tf.reduce_any(valid),
+        lambda: windows[tf.argmax(tf.cast(valid, tf.int32))],
+        lambda: whole,
+    )
 
 
 def random_crop(
@@ -276,23 +397,19 @@ def random_crop(
     image = _as_float_image(image)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     labels = tf.convert_to_tensor(labels)
-    seeds = split_seed(seed, 2)
-    modes = tf.constant([2.0, *min_ious], tf.float32)  # 2.0: no IoU reaches it -> whole image
-    mode = tf.random.stateless_uniform([], seeds[0], 0, len(min_ious) + 1, dtype=tf.int32)
-    min_iou = modes[mode]
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    windows = _snap_to_pixels(_sample_crop_windows(seeds[1], max_trials), height, width)
-    has_boxes = tf.shape(boxes)[0] > 0
-    iou_ok = tf.reduce_any(pairwise_iou(windows, boxes) >= min_iou, axis=-1)
-    centre_ok = tf.reduce_any(_centres_inside(windows, boxes), axis=-1)
-    valid = tf.where(has_boxes, iou_ok & centre_ok, tf.fill([max_trials], min_iou <= 1.0))
-    whole = tf.constant([0.0, 0.0, 1.0, 1.0])
-    window = tf.cond(
-        tf.reduce_any(valid),
-        lambda: windows[tf.argmax(tf.cast(valid, tf.int32))],
-        lambda: whole,
-    )
+    window = choose_crop_window(boxes, seed, height, width, min_ious, max_trials)
     return crop_to_window(image, boxes, labels, window)
+
+
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
+    """(M, 4) normalised boxes mirrored left-right."""
+    return tf.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], -1)
+
+
+def draw_flip(seed: tf.Tensor, prob: float = 0.5) -> tf.Tensor:
+    """Scalar bool: `random_flip` mirrors."""
+    return _coin(seed, prob)
 
 
 def random_flip(
@@ -301,11 +418,10 @@ def random_flip(
     """Mirror the image left-right with probability `prob`, and its normalised boxes with it."""
     image = _as_float_image(image)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
-    flipped_boxes = tf.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], -1)
-    flip = _coin(seed, prob)
+    flip = draw_flip(seed, prob)
     return (
-        tf.cond(flip, lambda: image[:, ::-1], lambda: image),
-        tf.cond(flip, lambda: flipped_boxes, lambda: boxes),
+        tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image),
+        tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes),
     )
 
 
@@ -321,6 +437,11 @@ def resize(image: tf.Tensor, size: tuple[int, int], method: str = "bilinear") ->
     return tf.clip_by_value(resized, 0.0, 255.0)
 
 
+def draw_interpolation(seed: tf.Tensor, count: int = len(INTERPOLATIONS)) -> tf.Tensor:
+    """Index (scalar int32) of the interpolation `random_resize` uses, uniform in 0..count-1."""
+    return tf.random.stateless_uniform([], seed, 0, count, dtype=tf.int32)
+
+
 def random_resize(
     image: tf.Tensor,
     size: tuple[int, int],
@@ -328,17 +449,26 @@ def random_resize(
     methods: Sequence[str] = INTERPOLATIONS,
 ) -> tf.Tensor:
     """Resize to `size` (height, width) with an interpolation drawn uniformly from `methods`."""
+    return resize_with(image, size, draw_interpolation(seed, len(methods)), methods)
+
+
+def resize_with(
+    image: tf.Tensor,
+    size: tuple[int, int],
+    method: tf.Tensor,
+    methods: Sequence[str] = INTERPOLATIONS,
+) -> tf.Tensor:
+    """`resize` to `size` (height, width) with `methods[method]` (method: scalar int32 tensor)."""
     image = _as_float_image(image)
-    index = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
     branches = [lambda m=m: resize(image, size, m) for m in methods]
-    resized = tf.switch_case(index, branches)
+    resized = tf.switch_case(method, branches)
     return tf.ensure_shape(resized, [size[0], size[1], 3])
 
 
 # Whole chains -----------------------------------------------------------------------------------
 
 
-def train_transform(
+def stepwise_train_transform(
     image: tf.Tensor,
     boxes: tf.Tensor,
     labels: tf.Tensor,
@@ -347,7 +477,9 @@ def train_transform(
     fill: Sequence[float],
     channel_swap_prob: float = 0.5,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The full SSD training augmentation: distort, expand, crop, flip, resize.
+    """The full SSD training augmentation step by step, as Caffe runs it: distort the whole
+    image, expand, crop, flip, resize. This is the definition; `crop_first.train_transform`
+    (what the training pipeline runs) computes the same thing faster.
 
     Returns a (size[0], size[1], 3) float32 image 0..255, boxes (M', 4) normalised, labels (M',).
     """

@@ -13,14 +13,14 @@ far below what IoU 0.5 matching or evaluation resolves).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ssd_core import fields
 from ssd_core.config import SSDConfig
-from ssd_core.data import augment
+from ssd_core.data import crop_first
 from ssd_core.data.records import ImageRecord
 from ssd_core.matching import TargetEncoder
 
@@ -71,8 +71,12 @@ def training_dataset(
     num_parallel_calls: int | None = tf.data.AUTOTUNE,
     prefetch: bool = True,
     channel_swap_prob: float = 0.5,
+    transform: Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]] | None = None,
 ) -> tf.data.Dataset:
     """An endless dataset of augmented training batches.
+
+    `transform` is the augmentation chain, `crop_first.train_transform` by default;
+    `augment.stepwise_train_transform` gives the same batches (up to float rounding) slower.
 
     Yields:
         images: (B, H, W, 3) float32 RGB 0..255 at `config.image_size`.
@@ -83,18 +87,23 @@ def training_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     table = RecordTable(records)
     encoder = encoder or TargetEncoder(config)
+    transform = transform or crop_first.train_transform
     fill = config.pixel_mean
 
     def element(index: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         image, boxes, labels = table.load(epoch_permutation_index(index, table.size, seed))
         aug_seed = tf.stack([tf.constant(seed, tf.int64), index])
-        image, boxes, labels = augment.train_transform(
+        image, boxes, labels = transform(
             image, boxes, labels, aug_seed, config.image_size, fill, channel_swap_prob
         )
         cls_targets, box_targets = encoder(boxes, labels)
         return image, {fields.CLS_TARGETS: cls_targets, fields.BOX_TARGETS: box_targets}
 
     dataset = tf.data.Dataset.counter(start=start_index, dtype=tf.int64)
-    dataset = dataset.map(element, num_parallel_calls=num_parallel_calls, deterministic=True)
+    # deterministic only matters (and only may be given) with parallel calls
+    deterministic = True if num_parallel_calls else None
+    dataset = dataset.map(
+        element, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+    )
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset

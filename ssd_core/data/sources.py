@@ -9,8 +9,11 @@ Spec syntax (several specs may be joined by commas, e.g. VOC2007 + VOC2012):
 - `csv:FILE.csv[:IMAGES_DIR]` - one row per box with a header (see `ssd_core.data.csv_format`);
   images in IMAGES_DIR (default: the CSV's directory).
 
+- `images:DIR` - a folder of images with no annotations (`ssd_core.data.image_folder`), e.g.
+  calibration images for int8 quantisation.
+
 For COCO and CSV the file itself is the split; write `{split}` in a path to have it filled in
-(`coco:/data/coco/annotations/instances_{split}.json:/data/coco/{split}`).
+(`coco:/data/coco/annotations/instances_{split}.json:/data/coco/{split}`); for `images:` too.
 
 When several specs are joined without an explicit `class_names`, the class list is the first
 dataset's list followed by any new names of the later ones in their order, and labels are
@@ -24,7 +27,7 @@ from dataclasses import replace
 
 from ssd_core.data.records import DetectionDataset, ImageRecord, check_on_invalid_box
 
-FORMATS = ("voc", "coco", "csv")
+FORMATS = ("voc", "coco", "csv", "images")
 
 
 def split_spec(spec: str) -> tuple[str, str, str | None]:
@@ -36,10 +39,10 @@ def split_spec(spec: str) -> tuple[str, str, str | None]:
     fmt, sep, rest = spec.strip().partition(":")
     if not sep or fmt not in FORMATS or not rest:
         raise ValueError(
-            f"dataset spec must look like 'voc:DIR', 'coco:FILE.json[:IMAGES_DIR]' or "
-            f"'csv:FILE.csv[:IMAGES_DIR]', got {spec!r}"
+            f"dataset spec must look like 'voc:DIR', 'coco:FILE.json[:IMAGES_DIR]', "
+            f"'csv:FILE.csv[:IMAGES_DIR]' or 'images:DIR', got {spec!r}"
         )
-    if fmt == "voc":
+    if fmt in ("voc", "images"):
         return fmt, rest, None
     suffix = f".{fmt}:" if fmt == "csv" else ".json:"
     cut = rest.find(suffix)
@@ -60,6 +63,10 @@ def _load_one(
         from ssd_core.data.voc import parse_voc
 
         return parse_voc(path, split, class_names, on_invalid_box)
+    if fmt == "images":
+        from ssd_core.data.image_folder import parse_image_folder
+
+        return parse_image_folder(path, class_names)
     if fmt == "coco":
         from ssd_core.data.coco import parse_coco
 

@@ -20,7 +20,7 @@ class OnnxRuntimeEngine(Engine):
     model: an inference-mode SSD.
     cache: where the converted network is kept.
     precision: "fp32", or "int8" for the statically quantised network
-        (`ssd_core.engines.quantize.quantize_onnxruntime`, made by `scripts/export.py`).
+        (`ssd_core.engines.quantize`, made by `scripts/export.py --quantize int8`).
     """
 
     name = "onnxruntime"
@@ -55,4 +55,5 @@ class OnnxRuntimeEngine(Engine):
 
     def describe(self) -> str:
         providers = ",".join(self.session.get_providers())
-        return f"{self.name} {self.precision} ({providers}) network {self.network_path.name}"
+        network = self.network_path.relative_to(self.network_path.parents[1])
+        return f"{self.name} {self.precision} ({providers}) network {network}"

@@ -41,7 +41,7 @@ class OpenVINOEngine(Engine):
             raise ValueError(f"openvino runs {tuple(PRECISION_HINTS)}, got {precision!r}")
         super().__init__(model.ssd_config, precision)
         ov = require("openvino")
-        self.network_path = self._network_path(model, cache) / "network.xml"
+        self.network_path = self._network_path(model, cache)
         core = ov.Core()
         self.compiled = core.compile_model(
             core.read_model(str(self.network_path)),
@@ -55,7 +55,7 @@ class OpenVINOEngine(Engine):
 
     def _network_path(self, model: SSD, cache: ArtifactCache) -> Path:
         if self.precision in ("fp32", "bf16"):
-            return network_openvino(model, cache)
+            return network_openvino(model, cache) / "network.xml"
         from ssd_core.engines.quantize import quantized_artifact
 
         return quantized_artifact(cache, self.name, self.precision)

@@ -28,17 +28,17 @@ def detection_records(image_id: str, detections: Detections) -> list[dict[str, A
     ]
 
 
-def predict_dataset(
+def predict_records(
     predictor: Predictor,
     records: Sequence[ImageRecord],
     batch_size: int = 8,
     progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Detections of `predictor` on every record, as `evaluate_voc` expects.
+) -> list[Detections]:
+    """`predictor`'s `Detections` (original pixels) on every record's image, in record order.
 
     Args:
-        predictor: the model (`Predictor.from_model(model)`); every detection its decoder
-            keeps is returned (no further threshold).
+        predictor: the model (`Predictor.from_model(model)`, or over any engine); every
+            detection its decoder keeps is returned (no further threshold).
         records: the images to run on.
         batch_size: images per forward pass.
         progress: show a tqdm progress bar.
@@ -47,16 +47,29 @@ def predict_dataset(
         OSError, ImageDecodeError: an image cannot be read (the message names it).
     """
     images = load_ahead(lambda record: read_image(record.image_path), records)
-    pairs = zip(records, images, strict=True)
-    batches: Iterable[list[tuple[ImageRecord, Any]]] = batched(pairs, batch_size)
+    batches: Iterable[list[Any]] = batched(images, batch_size)
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, total=-(-len(records) // batch_size), unit="batch")
-    detections: list[dict[str, Any]] = []
+    found: list[Detections] = []
     for batch in batches:
-        results = predictor.predict([image.result() for _, image in batch])
-        for (record, _), found in zip(batch, results, strict=True):
-            detections += detection_records(record.image_id, found)
+        found += predictor.predict([image.result() for image in batch])
+    return found
+
+
+def predict_dataset(
+    predictor: Predictor,
+    records: Sequence[ImageRecord],
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """`predict_records` as the detections `evaluate_voc` / `evaluate_coco` take."""
+    found = predict_records(predictor, records, batch_size, progress)
+    detections = [
+        row
+        for record, image in zip(records, found, strict=True)
+        for row in detection_records(record.image_id, image)
+    ]
     logger.info("predicted %d detections on %d images", len(detections), len(records))
     return detections

@@ -165,3 +165,15 @@ def test_quick_run_reports_the_shipped_model_with_gallery_and_index(tmp_path, ch
 
 def test_dataset_is_required_without_quick(tmp_path):
     assert run(["--model", "m.keras", "--out", str(tmp_path)]) == 2
+
+
+def test_quick_run_in_an_engine_reports_it_and_a_close_map(tmp_path):
+    # The engine path reads and stretches uint8 images as the service does; the Keras path
+    # resizes floats in tf.data: the same model, so nearly the same mAP on the quick scenes.
+    assert run(["--quick", "--out", str(tmp_path / "keras"), "--gallery", "0"]) == 0
+    argv = ["--quick", "--out", str(tmp_path / "tf"), "--gallery", "0", "--engine", "tf"]
+    assert run(argv) == 0
+    keras_result = json.loads((tmp_path / "keras" / "results.json").read_text())
+    engine_result = json.loads((tmp_path / "tf" / "results.json").read_text())
+    assert engine_result["engine"] == "tf" and engine_result["precision"] == "auto"
+    assert engine_result["mAP"] == pytest.approx(keras_result["mAP"], abs=0.03)

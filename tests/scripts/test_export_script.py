@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ssd_core import SSDConfig, build_model, to_inference
@@ -89,3 +91,56 @@ def test_clip_is_a_decoder_override_left_to_the_model_unless_given():
     assert "clip" not in _overrides()
     assert _overrides("--no-clip") == {"clip": False}
     assert _overrides("--clip", "--top-k", "50") == {"clip": True, "top_k": 50}
+
+
+@pytest.fixture(scope="module")
+def shapes_model_and_data(tmp_path_factory):
+    """A copy of the shipped shapes model, 8 calibration scenes and 16 held-out scenes."""
+    import ssd_core
+    from ssd_core.data.shapes import write_shapes_dataset
+
+    root = tmp_path_factory.mktemp("quantize_cli")
+    model = root / "shapes.keras"
+    shutil.copy(ssd_core.embedded_models()["shapes"], model)
+    calibration = write_shapes_dataset(root / "calibration", 8, 0, seed=0, height=192, width=320)
+    held_out = write_shapes_dataset(root / "held_out", 0, 16, seed=1, height=192, width=320)
+    return model, f"voc:{calibration}", f"voc:{held_out}"
+
+
+def quantize_argv(model, calibration, held_out, *extra):
+    return ["--model", model, "--quantize", "int8", "--engine", "onnxruntime",
+            "--calibration", calibration, "--guard", held_out, *extra]  # fmt: skip
+
+
+def test_quantize_int8_writes_the_network_beside_the_model_and_guards_it(
+    shapes_model_and_data, caplog
+):
+    pytest.importorskip("onnxruntime")
+    model, calibration, held_out = shapes_model_and_data
+    with caplog.at_level(logging.INFO):
+        assert run(*quantize_argv(model, calibration, held_out)) == 0
+    [folder] = (model.parent / ".ssd_engines").glob("shapes-*/onnxruntime-int8")
+    assert (folder / "network.onnx").exists() and (folder / "calibration.json").exists()
+    assert "onnxruntime int8 guard passed on 16 images: VOC07 mAP fp32" in caplog.text
+
+
+def test_a_failed_quantization_guard_exits_with_status_3(shapes_model_and_data, caplog):
+    pytest.importorskip("onnxruntime")
+    model, calibration, held_out = shapes_model_and_data
+    # An impossible guard: int8 would have to beat fp32 by a whole mAP point.
+    assert run(*quantize_argv(model, calibration, held_out, "--max-map-drop", "-1")) == 3
+    assert "guard FAILED" in caplog.text
+
+
+def test_quantize_needs_calibration_images(shapes_model_and_data, caplog):
+    model, _, _ = shapes_model_and_data
+    assert run("--model", model, "--quantize", "int8") == 2
+    assert "--quantize needs --calibration" in caplog.text
+
+
+def test_litert_format_writes_the_tflite_file_and_its_config(shapes_model_and_data, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    model, _, _ = shapes_model_and_data
+    assert run("--model", model, "--format", "litert", "--out", tmp_path / "shapes.tflite") == 0
+    assert (tmp_path / "shapes.tflite").stat().st_size > 100_000  # weights inside
+    assert (tmp_path / "shapes.json").exists()

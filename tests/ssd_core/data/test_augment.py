@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ssd_core.data import augment
+from ssd_core.data.crop_first import train_transform
 from tests.ssd_core.numpy_boxes import numpy_iou
 
 BACKGROUND = 128.0
@@ -236,10 +237,11 @@ def test_geometric_chain_keeps_boxes_on_their_pixels(value: int) -> None:
     assert_boxes_bound_pixels(image_t.numpy(), boxes_t.numpy(), labels_t.numpy())
 
 
-def test_train_transform_output_shape_range_and_box_bounds() -> None:
+@pytest.mark.parametrize("transform", [augment.stepwise_train_transform, train_transform])
+def test_train_transform_output_shape_range_and_box_bounds(transform) -> None:
     image, boxes, labels = painted_scene()
     for value in range(5):
-        out, new_boxes, new_labels = augment.train_transform(
+        out, new_boxes, new_labels = transform(
             image.astype(np.uint8), boxes, labels, seed(value), (32, 48), FILL
         )
         assert out.shape == (32, 48, 3) and out.dtype == tf.float32
@@ -250,8 +252,8 @@ def test_train_transform_output_shape_range_and_box_bounds() -> None:
 
 def test_train_transform_is_reproducible_for_a_seed() -> None:
     image, boxes, labels = painted_scene()
-    first = augment.train_transform(image, boxes, labels, seed(3), (32, 48), FILL)
-    second = augment.train_transform(image, boxes, labels, seed(3), (32, 48), FILL)
+    first = train_transform(image, boxes, labels, seed(3), (32, 48), FILL)
+    second = train_transform(image, boxes, labels, seed(3), (32, 48), FILL)
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
