@@ -212,15 +212,15 @@ def resize_on_fill(
     minus the fill is padded with zeros (one pass over the canvas, up to 16 times the image) and
     the fill is added to the resized output instead.
     """
-    fill = tf.constant(fill, tf.float32, shape=[3])
+    fill_rgb = tf.constant(fill, tf.float32, shape=[3])
 
     def on_fill() -> tf.Tensor:
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         # Padded as rows of width * 3 values: several times faster than padding (h, w, 3).
-        rows = tf.reshape(add_per_channel(image, -fill), [height, width * 3])
+        rows = tf.reshape(add_per_channel(image, -fill_rgb), [height, width * 3])
         rows = tf.pad(rows, [padding[0], padding[1] * 3])
         canvas = tf.reshape(rows, [tf.shape(rows)[0], -1, 3])
-        return clip(add_per_channel(interpolate(canvas, size, method), fill))
+        return clip(add_per_channel(interpolate(canvas, size, method), fill_rgb))
 
     no_fill = tf.reduce_all(tf.equal(padding, 0))
     return tf.cond(no_fill, lambda: augment.resize_with(image, size, method), on_fill)
