@@ -12,6 +12,11 @@
   too: a flood of idle connections must not make a healthy pod fail its liveness probe and be
   restarted, and a probe costs no more than the 503 would.
 - uvicorn's "400 Invalid HTTP request" (malformed or over-long headers) in JSON too.
+- A lingering close: a connection closed while the client may still be sending (an early 413,
+  503 or 400 before the body was read) is half-closed after the answer is flushed, and what
+  the client still sends is read and dropped for up to `LINGER_S` before the socket closes.
+  Closing a socket with unread data makes the kernel send a reset, which can destroy the
+  answer before the client has read it (the client sees ECONNRESET instead of the 413).
 
 `uvicorn_config(app, settings)` is the server configuration with this protocol and the `SSD_HTTP_*`
 timeouts; `bounded_protocol(...)` is the protocol class alone.
@@ -20,6 +25,7 @@ timeouts; `bounded_protocol(...)` is the protocol class alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -31,6 +37,7 @@ from service.errors import http_error_body
 from service.settings import Settings
 
 RETRY_AFTER_S = 1
+LINGER_S = 2.0  # longest wait for a client still sending after its answer, s
 # Answered past the connection limit (Kubernetes/KServe probes, `/healthz`, `/readyz`).
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 
@@ -56,20 +63,41 @@ class _BoundedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Every close, uvicorn's own included (the request cycle holds this transport), lingers.
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         if len(self.connections) > self._max_connections:
             self.app = _connection_limit_app(self._max_connections, probes=self.app)
         self._watch_headers()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:
+            return  # the rest of a request already answered: dropped
         super().data_received(data)
         self._watch_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
+
+    def peer_may_be_sending(self) -> bool:
+        """Whether the client may still send data nobody will read: a body not complete, or a
+        request whose head could not be parsed (a 400)."""
+        return self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
+
+    def linger(self, transport: asyncio.Transport) -> None:
+        """Half-close `transport` (the answer is flushed first) and close it once the client
+        closes its side or after `LINGER_S`."""
+        self._stop_header_timer()
+        transport.write_eof()
+        self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
+        with contextlib.suppress(RuntimeError):  # reading may be paused by flow control
+            transport.resume_reading()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -120,6 +148,35 @@ class _BoundedH11Protocol(H11Protocol):
         self._header_timer = None
         if self._stalled():
             self.transport.close()  # no request to answer yet: h11 cannot send a response
+
+
+class _LingeringTransport:
+    """The connection's transport, whose `close()` lingers (module docstring) while the
+    client may still be sending; everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _BoundedH11Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        """A lingering connection counts as closing: nothing more is written or answered."""
+        return self._transport.is_closing() or self._protocol._linger_timer is not None
+
+    def close(self) -> None:
+        transport, protocol = self._transport, self._protocol
+        if (
+            transport.is_closing()
+            or protocol._linger_timer is not None
+            or not transport.can_write_eof()  # TLS: no half-close
+            or not protocol.peer_may_be_sending()
+        ):
+            if protocol._linger_timer is None:
+                transport.close()
+            return
+        protocol.linger(transport)
 
 
 def _connection_limit_app(max_connections: int, probes: Any) -> Any:

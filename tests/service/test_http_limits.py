@@ -214,6 +214,24 @@ def test_declared_oversize_body_is_refused_before_reading(limited):
     assert "1073741824 bytes, over the limit of 450000 bytes" in json.loads(body)["detail"]
 
 
+def test_a_client_still_sending_after_an_early_413_reads_the_answer(limited):
+    """A client that sends its whole (oversize) body before reading, as most do: the server
+    answered 413 before reading the body and closed; closing a socket with unread data sends
+    a reset that destroys the answer unless the server lingers (reads and drops the rest)."""
+    body = os.urandom(3 * 1024 * 1024)
+    with connect(limited) as sock:
+        sock.sendall(
+            b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(0.3)  # the 413 is sent and the server closes its side meanwhile
+        sock.sendall(body)  # a reset would fail this (EPIPE / ECONNRESET) or the read below
+        status, headers, answer = read_response(sock)
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert "over the limit of 450000 bytes" in json.loads(answer)["detail"]
+
+
 def start_upload(harness: ServiceHarness, declared: int) -> socket.socket:
     """An upload that declares `declared` bytes and sends only the first 10 of them."""
     sock = connect(harness)
