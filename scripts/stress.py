@@ -173,8 +173,10 @@ def check(rows: list[dict[str, Any]], start: dict, end: dict) -> list[str]:
                 )
             if row["log_tracebacks"]:
                 failures.append(f"abort: {row['log_tracebacks']} tracebacks in the log")
+            # At the maximum rate most connections close before the server has read their
+            # request: nothing to count, nothing computed.
             accounted = row["counted_499"] + row["counted_503"] + row["images_computed"]
-            if accounted < row["sent"]:
+            if kind == "abort" and accounted < row["sent"]:
                 failures.append(f"{kind}: {row['sent'] - accounted} aborted requests unaccounted")
         elif kind == "connections":
             if row["healthz_failures"] or row["healthz_p99_ms"] > 100:

@@ -138,6 +138,13 @@ class DynamicBatcher(Generic[R]):
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
+    def check_room(self) -> None:
+        """Raise `OverloadedError` unless a new request would get a queue slot now (none is
+        free, or paced stream items are waiting first): lets a caller refuse before doing any
+        work for the request, such as reading its body."""
+        if self._slots.locked():
+            raise OverloadedError(f"queue is full ({self.max_queue_size} requests waiting)")
+
     @asynccontextmanager
     async def admission(self, wait_until: float | None = None) -> AsyncIterator[Admission]:
         """Hold a queue slot while the request is prepared, then pass it on with `submit`.
@@ -152,8 +159,7 @@ class DynamicBatcher(Generic[R]):
         """
         self._check_open()
         if wait_until is None:
-            if self._slots.locked():  # no free slot, or paced stream items are waiting first
-                raise OverloadedError(f"queue is full ({self.max_queue_size} requests waiting)")
+            self.check_room()
             await self._slots.acquire()  # free: returns without suspending
         else:
             try:

@@ -214,6 +214,7 @@ async def detect(
         )
         kind = body_kind(request)
         declared = declared_length(request, max_body_bytes(kind, settings.max_image_bytes))
+        runtime.check_room(model)  # a full queue refuses before the body is read
         with in_flight.admit(declared) as ticket:
             data = await read_image(
                 request,

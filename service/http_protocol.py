@@ -94,7 +94,11 @@ class _BoundedH11Protocol(H11Protocol):
         """Half-close `transport` (the answer is flushed first) and close it once the client
         closes its side or after `LINGER_S`."""
         self._stop_header_timer()
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client is already gone: nothing to linger for
+            transport.close()
+            return
         self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
         with contextlib.suppress(RuntimeError):  # reading may be paused by flow control
             transport.resume_reading()

@@ -276,6 +276,7 @@ async def _infer(request: Request, model: str, version: str | None) -> Response:
         return await infer(runtime, parsed.request, HTTP)
 
     try:
+        runtime.check_room(model, version)  # a full queue refuses before the body is read
         with budget.admit(declared_length(request, limit)) as ticket:
             body = await read_body(
                 request, max_bytes=limit, timeout_s=settings.http_body_timeout_s, ticket=ticket

@@ -27,6 +27,7 @@ from typing import Protocol
 from service.batcher import DynamicBatcher
 from service.detector import Detector, load_detector, random_detector
 from service.errors import ModelLoadError, ModelNotFoundError
+from service.memory import freeze_heap
 from service.metrics import ModelMetrics, ServiceMetrics
 from service.settings import Settings
 from service.startup import run_in_daemon_thread
@@ -237,6 +238,7 @@ class ModelRepository:
             old, entry.current = entry.current, model
             entry.states[latest] = (READY, "")
             logger.info("model %s version %d serving", name, latest)
+            freeze_heap()
             if old is not None:
                 self._retire(entry, old)
             return model
@@ -353,9 +355,12 @@ class ModelRepository:
             entry.states[int(old.version)] = (UNAVAILABLE, "unloaded")
             logger.info("model %s version %s released", old.name, old.version)
 
-        task = asyncio.get_running_loop().create_task(release(), name=f"retire-{old.name}")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(release(), name=f"retire-{old.name}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        # Once nothing refers to the released version any more, its cycles can be collected.
+        task.add_done_callback(lambda _: loop.call_soon(freeze_heap))
 
 
 def _reason(error: BaseException) -> str:

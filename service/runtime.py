@@ -204,6 +204,17 @@ class Runtime:
             repository_version=target.version,
         )
 
+    def check_room(self, model: str | None = None, version: str | None = None) -> None:
+        """Refuse at once what `detect` would refuse on arrival: not serving, an unknown model,
+        or no room in its queue. Called before an HTTP body is read, so that shedding load
+        costs no body reading or parsing.
+
+        Raises:
+            NotServingError, ModelNotFoundError, OverloadedError.
+        """
+        self._check_serving()
+        self.repository.route(model, version).batcher.check_room()
+
     @contextlib.contextmanager
     def pinned(self, model: str | None, version: str | None = None) -> Iterator[ModelVersion]:
         """The version serving `model`/`version` now, held for the `with` block: pass it to

@@ -3,6 +3,7 @@ the test can hold (`GatedDetector`), so queue states are reached deterministical
 
 from __future__ import annotations
 
+import socket
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,31 @@ def test_full_queue_gives_http_503_with_retry_after(gated_service, gated_detecto
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert refused.json() == {"detail": "queue is full (2 requests waiting)"}
+
+
+def test_full_queue_refuses_before_the_body_is_sent(gated_service, gated_detector):
+    """Shedding load costs no body reading: the 503 comes while the client has sent only its
+    headers, and the connection is closed (the body left is over the drain allowance)."""
+    service = gated_service(max_batch_size=1, max_queue_size=1)
+    gated_detector.gate.clear()
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(post_png, service.http_url, (0, 0, 20, 20), timeout=30)]
+        gated_detector.entered.wait(10)
+        held.append(pool.submit(post_png, service.http_url, (0, 0, 20, 20), timeout=30))
+        wait_until(lambda: service.runtime.batcher.queue_depth == 1)
+        host, port = service.http_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 5000000\r\n\r\n"
+            )
+            answer = b""  # no body sent: the answer must not wait for it
+            while chunk := sock.recv(65536):
+                answer += chunk
+        gated_detector.gate.set()
+        assert [f.result().status_code for f in held] == [200, 200]
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert answer.endswith(b'{"detail":"queue is full (1 requests waiting)"}')
 
 
 def test_full_queue_gives_grpc_resource_exhausted(gated_service, gated_detector):
