@@ -1,6 +1,7 @@
-"""Requests beyond the served model's decoder are refused with the limit, over HTTP and gRPC:
-a score threshold below the decoder's (it never returns those scores) and more detections than
-it keeps. Never a silent cap. Unset values take the service defaults within those limits."""
+"""Requests beyond the served model's decoder are refused with the limit, over HTTP, gRPC and
+the Open Inference Protocol (both transports): a score threshold below the decoder's (it never
+returns those scores) and more detections than it keeps. Never a silent cap. Unset values take
+the service defaults within those limits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 
 from service._generated import detector_pb2, detector_pb2_grpc
@@ -20,6 +22,7 @@ from tests.service.conftest import (
 )
 
 IMAGE = encode(rectangle_image((40, 20, 100, 80)))
+OIP_MODEL = "ssd7"  # the oracle model's config name
 # (parameters, the message naming the limit) for each limit and the range of a threshold.
 REFUSED = [
     ({"score_threshold": 0.01}, "score_threshold must be >= 0.05"),
@@ -96,3 +99,39 @@ def test_defaults_beyond_the_decoder_are_held_to_its_limits(oracle_detector):
         harness.stop()
     assert response.status_code == 200
     assert [d["label"] for d in response.json()["detections"]] == ["circle", "ring"]
+
+
+@pytest.mark.parametrize(("params", "message"), REFUSED)
+def test_oip_http_request_beyond_the_decoder_is_a_400_naming_the_limit(service, params, message):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    tensor = httpclient.InferInput("IMAGE", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([IMAGE], dtype=object))
+    client = httpclient.InferenceServerClient(service.http_url.removeprefix("http://"))
+    try:
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(OIP_MODEL, [tensor], parameters=params)
+    finally:
+        client.close()
+    assert raised.value.status() == "400"
+    assert message in raised.value.message()
+
+
+@pytest.mark.parametrize(("params", "message"), REFUSED)
+def test_oip_grpc_request_beyond_the_decoder_is_invalid_argument_naming_the_limit(
+    service, params, message
+):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    tensor = grpcclient.InferInput("IMAGE", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([IMAGE], dtype=object))
+    client = grpcclient.InferenceServerClient(service.grpc_target)
+    try:
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(OIP_MODEL, [tensor], parameters=params)
+    finally:
+        client.close()
+    assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert message in raised.value.message()
