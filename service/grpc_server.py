@@ -47,7 +47,7 @@ from service.images import max_message_bytes  # noqa: E402
 from service.runtime import DetectParams, DetectResult, Runtime  # noqa: E402
 from service.security import grpc_server_credentials  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.streams import StreamReadError, answer_stream  # noqa: E402
+from service.streams import serve_stream_call  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -81,22 +81,15 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         request_iterator: AsyncIterator[detector_pb2.DetectRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[detector_pb2.DetectResponse]:
-        try:
-            with self._call_slot():
-                async for response in answer_stream(
-                    request_iterator,
-                    lambda request: self._answer_item(request, context),
-                    _error_response,
-                    window=self.runtime.settings.grpc_stream_window,
-                ):
-                    yield response
-        except ServiceError as error:
-            await context.abort(error.grpc_code, error.message)
-        except StreamReadError as error:
-            # Every item read is answered; the cause (e.g. the guard's malformed-message error)
-            # now ends the call with a non-OK status.
-            assert error.__cause__ is not None
-            raise error.__cause__ from None
+        async for response in serve_stream_call(
+            request_iterator,
+            lambda request: self._answer_item(request, context),
+            _error_response,
+            window=self.runtime.settings.grpc_stream_window,
+            context=context,
+            call_slot=self._call_slot,
+        ):
+            yield response
 
     async def GetModel(  # noqa: N802
         self, request: detector_pb2.GetModelRequest, context: grpc.aio.ServicerContext

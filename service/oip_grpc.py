@@ -46,7 +46,7 @@ from service.oip_contract import (  # noqa: E402
 from service.oip_infer import GRPC, InferRequest, InferResponse, infer, observe_refused  # noqa: E402
 from service.oip_tensors import split_bytes, to_raw  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
-from service.streams import StreamReadError, answer_stream  # noqa: E402
+from service.streams import serve_stream_call  # noqa: E402
 
 Message = TypeVar("Message")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -169,20 +169,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_iterator: AsyncIterator[pb.ModelInferRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        try:
-            with self._call_slot():
-                async for response in answer_stream(
-                    request_iterator,
-                    lambda request: self._answer_item(request, context),
-                    _error_item,
-                    window=self.runtime.settings.grpc_stream_window,
-                ):
-                    yield response
-        except ServiceError as error:
-            await context.abort(error.grpc_code, error.message)
-        except StreamReadError as error:
-            assert error.__cause__ is not None
-            raise error.__cause__ from None
+        async for response in serve_stream_call(
+            request_iterator,
+            lambda request: self._answer_item(request, context),
+            _error_item,
+            window=self.runtime.settings.grpc_stream_window,
+            context=context,
+            call_slot=self._call_slot,
+        ):
+            yield response
 
     def _call_slot(self) -> Any:
         if self.calls.full:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
+
+import grpc
 
 from service.errors import InternalError, ServiceError
 from service.log_limits import RepeatLimiter
@@ -78,6 +81,30 @@ async def answer_stream(
             )
     finally:
         reader.cancel()
+
+
+async def serve_stream_call(
+    requests: AsyncIterator[Req],
+    answer: Callable[[Req], Awaitable[Resp]],
+    error_response: Callable[[Req, ServiceError], Resp],
+    *,
+    window: int,
+    context: grpc.aio.ServicerContext,
+    call_slot: Callable[[], AbstractContextManager[object]],
+) -> AsyncIterator[Resp]:
+    """The body of a streaming gRPC call: `answer_stream` inside one of the server's call
+    slots (`call_slot()` raises `ServiceError` when none is free: the call ends with its code);
+    a stream that could not be read ends with the read error's status (e.g. the guard's
+    INVALID_ARGUMENT for a malformed message) once every item read is answered."""
+    try:
+        with call_slot():
+            async for response in answer_stream(requests, answer, error_response, window=window):
+                yield response
+    except ServiceError as error:
+        await context.abort(error.grpc_code, error.message)
+    except StreamReadError as error:
+        assert error.__cause__ is not None
+        raise error.__cause__ from None
 
 
 class _EndOfStream:
