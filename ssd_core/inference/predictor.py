@@ -32,13 +32,10 @@ class Predictor:
     Args:
         engine: runs (B, H, W, 3) uint8 RGB at the model input size and returns the padded
             outputs (`ssd_core.engines.Engine`).
-        decoder_config: the decoder the engine's model runs: its thresholds and K are the
-            limits of what this predictor can return.
     """
 
-    def __init__(self, engine: Engine, decoder_config: DecoderConfig) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.decoder_config = decoder_config
 
     @classmethod
     def from_model(cls, model: SSD | Any) -> Predictor:
@@ -49,7 +46,13 @@ class Predictor:
 
         if isinstance(model, SSD):
             model = as_inference(model)
-        return cls(TFEngine(model), model.decoder_config)
+        return cls(TFEngine(model))
+
+    @property
+    def decoder_config(self) -> DecoderConfig:
+        """The decoder the engine's model runs: its threshold and K are the limits of what
+        this predictor can return."""
+        return self.engine.decoder_config
 
     @property
     def config(self) -> SSDConfig:
@@ -66,10 +69,22 @@ class Predictor:
         config = self.config
         return resize_image(rgb, self.input_size, config.resize, config.pixel_mean)
 
-    def run(self, pixels: np.ndarray) -> list[ImageOutputs]:
+    def run(
+        self,
+        pixels: np.ndarray,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> list[ImageOutputs]:
         """(B, input_h, input_w, 3) uint8 -> one unpadded outputs dict per image (normalised
-        boxes). Blocking: run it off any event loop."""
-        return split_outputs(self.engine.run(pixels))
+        boxes). Blocking: run it off any event loop.
+
+        Args:
+            score_threshold: decode only scores above this (in the graph); None: the decoder's.
+            max_detections: at most this many per image; None: the decoder's.
+        Raises:
+            ValueError: limits the decoder cannot honour (`DecoderConfig.check_honours`).
+        """
+        return split_outputs(self.engine.run(pixels, score_threshold, max_detections))
 
     def to_detections(self, outputs: ImageOutputs, placement: Placement) -> Detections:
         """One image's `run` outputs as `Detections` in its original pixels."""
