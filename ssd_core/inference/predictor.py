@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig
 from ssd_core.engines.base import Engine
 from ssd_core.inference.detections import Detections, ImageOutputs, split_outputs, to_detections
+from ssd_core.inference.images import FILE_MAX_BYTES, FILE_MAX_PIXELS
 from ssd_core.inference.loading import as_inference
-from ssd_core.inference.preprocess import Placement, resize_image
+from ssd_core.inference.preprocess import Placement, prepare, prepare_file, resize_image
 from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,37 @@ class Predictor:
         config = self.config
         return resize_image(rgb, self.input_size, config.resize, config.pixel_mean)
 
+    def prepare(
+        self,
+        data: bytes,
+        *,
+        max_bytes: int = FILE_MAX_BYTES,
+        max_pixels: int = FILE_MAX_PIXELS,
+        max_decoded_bytes: int | None = None,
+    ) -> tuple[np.ndarray, Placement]:
+        """Encoded image bytes -> (model input, `Placement` in the original's pixels): the one
+        image path of the service and evaluation (`ssd_core.inference.preprocess.prepare`: a
+        large JPEG decoded at a reduced DCT scale, then the config's resize policy).
+
+        Raises:
+            ImageDecodeError, ImageTooLargeError: see `ssd_core.inference.images`.
+        """
+        config = self.config
+        return prepare(
+            data,
+            self.input_size,
+            config.resize,
+            config.pixel_mean,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            max_decoded_bytes=max_decoded_bytes,
+        )
+
+    def prepare_file(self, path: str | Path) -> tuple[np.ndarray, Placement]:
+        """`prepare` of a local file (trusted-file limits; errors name the file)."""
+        config = self.config
+        return prepare_file(path, self.input_size, config.resize, config.pixel_mean)
+
     def run(
         self,
         pixels: np.ndarray,
@@ -92,9 +125,15 @@ class Predictor:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """(H, W, 3) uint8 RGB images of any sizes -> their `Detections`, in one batch."""
-        if not images:
+        return self.predict_prepared([self.preprocess(rgb) for rgb in images])
+
+    def predict_prepared(
+        self, prepared: Sequence[tuple[np.ndarray, Placement]]
+    ) -> list[Detections]:
+        """(model input, `Placement`) pairs (`prepare`, `preprocess`) -> their `Detections`, in
+        one batch."""
+        if not prepared:
             return []
-        prepared = [self.preprocess(rgb) for rgb in images]
         outputs = self.run(np.stack([pixels for pixels, _ in prepared]))
         return [
             self.to_detections(row, placement)
