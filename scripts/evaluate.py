@@ -93,7 +93,7 @@ def get_detections(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]
         from ssd_core.engines import create_engine
 
         engine = create_engine(model, args.engine, args.precision, model_path=args.model)
-        predictor = Predictor(engine, model.decoder_config)
+        predictor = Predictor(engine)
     logger.info(
         "engine: %s; decoder: %s; resize: %s",
         predictor.engine.describe(), predictor.decoder_config, predictor.config.resize,

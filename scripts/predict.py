@@ -5,9 +5,11 @@ Examples:
     python scripts/predict.py models/ssd300_voc.keras a.jpg b.png --out out \\
         --score-threshold 0.5 --format png
 
-The images go through the service's own inference path, `ssd_core.inference`: `read_image`
-(EXIF orientation, any mode to 8-bit RGB), the model's resize policy, the model's decoder and
-the mapping back to original pixels (`Predictor.predict`); they are drawn and encoded by
+The images go through the service's own inference path, `ssd_core.inference`:
+`Predictor.prepare_file` (EXIF orientation, any mode to 8-bit RGB, a large JPEG decoded at a
+reduced DCT scale, the model's resize policy), the model's decoder and the mapping back to
+original pixels (`Predictor.predict_prepared`); they are drawn (on `read_image`'s full
+decode) and encoded by
 `ssd_core.visualize` as the service's `render=true` answers are. Writes to --out one annotated
 image per input (`<name>.jpg` or `.png`), `detections.json` (per image: file, size, the API's
 detection objects, or the error) and `detections.csv` (one row per detection). A folder
@@ -122,15 +124,16 @@ def main(args: argparse.Namespace) -> int:
     taken: set[str] = set()
     progress = _progress(len(paths), not args.no_progress)
     for group in batches(paths, args.batch_size):
-        decoded: list[tuple[Path, np.ndarray]] = []
+        decoded: list[tuple[Path, np.ndarray, Any]] = []
         for path in group:
             try:
-                decoded.append((path, read_image(path)))
+                # The served image path for the model; the full image to draw on.
+                decoded.append((path, read_image(path), predictor.prepare_file(path)))
             except (OSError, ImageDecodeError) as error:
                 logger.warning("skipping %s: %s", path, error)
                 results.append({"image": str(path), "error": str(error)})
-        found = predictor.predict([rgb for _, rgb in decoded])
-        for (path, rgb), detections in zip(decoded, found, strict=True):
+        found = predictor.predict_prepared([prepared for _, _, prepared in decoded])
+        for (path, rgb, _), detections in zip(decoded, found, strict=True):
             detections = detections.filter(**limits)
             media_type = media_type_for(path, forced)
             name = output_name(path, media_type, taken)

@@ -7,6 +7,11 @@ pads the rest with zero images to the next of a few fixed sizes (`padded_batch_s
 compiled graph only ever sees those shapes, and runs `run_batch` in a single-thread executor
 off the event loop. A batch that raises fails only its own requests.
 
+Decoder limits: each request may carry a score threshold and a detection count
+(`BatchLimits`); a batch runs with the lowest threshold and the largest count of its requests
+(`BatchLimits.merge`), so the in-graph decoder does only the work the batch needs, and each
+request filters its own from the batch's results after.
+
 Admission: the queue has `max_queue_size` slots. A request takes its slot *before* it is
 decoded (`admission()`), so a full service refuses a new request at once, without waiting
 behind the decode pool, and decoding requests count against the bound. A new unary request
@@ -42,7 +47,31 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 # The exception text stays in the server log: it may carry paths, shapes or internals.
 _INFERENCE_FAILED = "inference failed for this batch; the server log has the cause"
-RunBatch = Callable[[np.ndarray], Sequence[R]]
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """What a request (or a batch) asks of the decoder: scores above `score_threshold`, at most
+    `max_detections` per image; None: the decoder's own (its floor / its K)."""
+
+    score_threshold: float | None = None
+    max_detections: int | None = None
+
+    @staticmethod
+    def merge(limits: Sequence[BatchLimits]) -> BatchLimits:
+        """The limits that serve every request of a batch: the lowest threshold, the largest
+        count (None, the decoder's own, if any request leaves it open)."""
+        thresholds = [t for t in (limit.score_threshold for limit in limits) if t is not None]
+        counts = [c for c in (limit.max_detections for limit in limits) if c is not None]
+        every = len(limits) > 0
+        return BatchLimits(
+            min(thresholds) if every and len(thresholds) == len(limits) else None,
+            max(counts) if every and len(counts) == len(limits) else None,
+        )
+
+
+NO_LIMITS = BatchLimits()  # the decoder's own threshold and count
+RunBatch = Callable[[np.ndarray, BatchLimits], Sequence[R]]
 
 
 def padded_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
@@ -87,6 +116,7 @@ class _Request(Generic[R]):
     deadline: float  # event-loop time (loop.time())
     enqueued: float  # event-loop time
     future: asyncio.Future[R] = field(repr=False)
+    limits: BatchLimits = NO_LIMITS
     queued: bool = True  # in the queue and holding a slot
 
 
@@ -94,8 +124,8 @@ class DynamicBatcher(Generic[R]):
     """Collects requests into padded batches and resolves each request with its own result.
 
     Args:
-        run_batch: (P, H, W, 3) padded batch -> sequence of at least P per-image results.
-            Called in a worker thread; may raise.
+        run_batch: (P, H, W, 3) padded batch and the batch's merged `BatchLimits` -> sequence
+            of at least P per-image results. Called in a worker thread; may raise.
         max_batch_size: largest number of real requests per pass.
         max_batch_delay_s: longest time the oldest request waits for the batch to fill.
         max_queue_size: requests admitted (decoding or queued) beyond which a new request is
@@ -178,13 +208,19 @@ class DynamicBatcher(Generic[R]):
                 self._slots.release()
 
     async def submit(
-        self, image: np.ndarray, deadline: float, admission: Admission | None = None
+        self,
+        image: np.ndarray,
+        deadline: float,
+        admission: Admission | None = None,
+        limits: BatchLimits = NO_LIMITS,
     ) -> R:
         """Queue one (H, W, 3) model input and wait for its result.
 
         Args:
             deadline: event-loop time (`loop.time()`) after which the request is abandoned.
             admission: the slot taken by `admission()`; None takes one now (or refuses).
+            limits: what this request needs of the decoder (its batch runs with what all of
+                its requests need).
         Raises:
             OverloadedError: no admission given and no free slot.
             NotServingError: the batcher is closing.
@@ -193,14 +229,18 @@ class DynamicBatcher(Generic[R]):
         """
         if admission is None:
             async with self.admission() as taken:
-                return await self.submit(image, deadline, taken)
+                return await self.submit(image, deadline, taken, limits)
         if not admission.held:
             raise ValueError("this admission was already used for another request")
         self._check_open()
         loop = asyncio.get_running_loop()
         now = loop.time()
         request = _Request(
-            image=image, deadline=deadline, enqueued=now, future=loop.create_future()
+            image=image,
+            deadline=deadline,
+            enqueued=now,
+            future=loop.create_future(),
+            limits=limits,
         )
         admission.held = False
         self._queue.append(request)
@@ -294,9 +334,10 @@ class DynamicBatcher(Generic[R]):
 
     async def _compute(self, batch: list[_Request[R]], loop: asyncio.AbstractEventLoop) -> None:
         padded = pad_batch([r.image for r in batch], self.batch_sizes)
+        limits = BatchLimits.merge([r.limits for r in batch])
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._executor, self.run_batch, padded)
+            results = await loop.run_in_executor(self._executor, self.run_batch, padded, limits)
             if len(results) < len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
         except Exception:  # a failing batch fails its requests, never the loop

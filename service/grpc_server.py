@@ -74,7 +74,15 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 result = await self._observed_detect(request, context)
         except ServiceError as error:
             await context.abort(error.grpc_code, error.message)
-        return _to_response(request.request_id, result)
+        return self._answer(request.request_id, result)
+
+    def _answer(self, request_id: str, result: DetectResult) -> detector_pb2.DetectResponse:
+        """The response message of `result`, its building time recorded (stage
+        `serialisation`; grpc's own encoding of the message is not included)."""
+        started = time.perf_counter()
+        response = _to_response(request_id, result)
+        self.runtime.observe_serialisation(result, time.perf_counter() - started)
+        return response
 
     async def StreamDetect(  # noqa: N802
         self,
@@ -105,6 +113,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             input_width=info["input_width"],
             class_names=info["class_names"],
             decoder_json=json.dumps(info["decoder"]),
+            engine_json=json.dumps(info["engine"]),
             # Empty when SSD_EXPOSE_MODEL_CONFIG is false.
             config_json=json.dumps(info["config"])
             if self.runtime.settings.expose_model_config
@@ -115,7 +124,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectResponse:
         result = await self._observed_detect(request, context, paced=True)
-        return _to_response(request.request_id, result)
+        return self._answer(request.request_id, result)
 
     @contextlib.contextmanager
     def _call_slot(self) -> Iterator[None]:

@@ -84,7 +84,8 @@ def prepare_image(
     max_decoded_bytes: int | None = None,
     deadline_s: float | None = None,
 ) -> PreparedImage:
-    """Decode and resize an upload for `predictor`'s model, as evaluation does.
+    """Decode and resize an upload for `predictor`'s model, as evaluation does
+    (`Predictor.prepare`: a large JPEG decoded at a reduced DCT scale).
 
     Args:
         deadline_s: `time.monotonic()` after which the image is not decoded at all (the
@@ -95,8 +96,12 @@ def prepare_image(
     """
     if deadline_s is not None and time.monotonic() >= deadline_s:
         raise DeadlineExceededError("request deadline passed before its image was decoded")
-    rgb = decode_image(
-        data, max_bytes=max_bytes, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
-    )
-    pixels, placement = predictor.preprocess(rgb)
+    try:
+        pixels, placement = predictor.prepare(
+            data, max_bytes=max_bytes, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
+        )
+    except inference_images.ImageTooLargeError as error:
+        raise ImageTooLargeError(str(error)) from error
+    except inference_images.ImageDecodeError as error:
+        raise InvalidImageError(str(error)) from error
     return PreparedImage(pixels, placement)

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MODEL_LABELS = ("model", "version")
 NS_PER_S = 1_000_000_000
@@ -66,6 +67,16 @@ class ServiceMetrics:
             "Duration of one batched forward pass, including padding.",
             MODEL_LABELS,
             buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.stage_time = Histogram(
+            "ssd_request_stage_seconds",
+            "Where a successful detection's time went, per image: decode (image decoding and "
+            "resizing, with the wait for a decode worker), queue (waiting for its batch), model "
+            "(its batch's network pass), decoding (its batch's in-graph decoder, then its boxes "
+            "to pixels), serialisation (the protocol's answer).",
+            ("stage", *MODEL_LABELS),
+            buckets=STAGE_BUCKETS_S,
             registry=self.registry,
         )
         self.queue_depth = Gauge(
@@ -180,7 +191,15 @@ class ModelMetrics:
         self.queue_wait = _Observer(service.queue_wait.labels(**labels), self.stats.queue)
         self.inference_time = _Observer(service.inference_time.labels(**labels), None)
         self._batch_size = service.batch_size.labels(**labels)
+        self._stage_time = service.stage_time
         self.dropped = _Dropped(service.dropped, name, version)
+
+    def observe_stages(self, seconds: dict[str, float]) -> None:
+        """Where one request's time went (stage name -> seconds, `service.runtime.STAGES`)."""
+        for stage, value in seconds.items():
+            self._stage_time.labels(stage=stage, model=self.name, version=self.version).observe(
+                value
+            )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """One successful forward pass over `size` real requests that took `seconds`."""

@@ -116,7 +116,11 @@ def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
 
 
 def model_config(
-    name: str, settings: Settings, batch_sizes: Sequence[int], class_names: Sequence[str]
+    name: str,
+    settings: Settings,
+    batch_sizes: Sequence[int],
+    class_names: Sequence[str],
+    engine: Mapping[str, str],
 ) -> dict[str, Any]:
     """`GET /v2/models/{name}/config` / ModelConfig: Triton's model configuration in its JSON
     form (field names of model_config.proto).
@@ -124,6 +128,8 @@ def model_config(
     Args:
         batch_sizes: the sizes the batcher pads to (the compiled graph's batch sizes).
         class_names: the foreground classes; `class_names[i]` is label i + 1.
+        engine: what runs the model (`Detector.engine`: name, precision), reported as the
+            parameters `engine` and `precision`.
     """
     return {
         "name": name,
@@ -156,6 +162,8 @@ def model_config(
             "class_names": {"string_value": ",".join(class_names)},
             "score_threshold": {"string_value": f"{settings.score_threshold:g}"},
             "max_detections": {"string_value": str(settings.max_detections)},
+            "engine": {"string_value": engine["name"]},
+            "precision": {"string_value": engine["precision"]},
         },
     }
 

@@ -112,6 +112,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self.runtime.settings,
             target.batcher.batch_sizes,
             target.detector.config.class_names,
+            target.detector.engine,
         )
         return _from_json({"config": config}, pb.ModelConfigResponse())
 

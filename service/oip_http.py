@@ -244,6 +244,7 @@ def _config(request: Request, model: str, version: str) -> JSONResponse:
         runtime.settings,
         target.batcher.batch_sizes,
         target.detector.config.class_names,
+        target.detector.engine,
     )
     return JSONResponse(config)
 

@@ -25,13 +25,18 @@ from pathlib import Path
 from typing import Protocol
 
 from service.batcher import DynamicBatcher
-from service.detector import Detector, load_detector, random_detector
+from service.detector import (
+    Detector,
+    EngineSetting,
+    ImageResult,
+    load_detector,
+    random_detector,
+)
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.memory import freeze_heap
 from service.metrics import ModelMetrics, ServiceMetrics
 from service.settings import Settings
 from service.startup import run_in_daemon_thread
-from ssd_core.inference import ImageOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +62,17 @@ class Catalogue(Protocol):
 
 
 class DirectoryCatalogue:
-    """Triton's layout: `root/<name>/<version>/model.keras`; non-integer folders are ignored."""
+    """Triton's layout: `root/<name>/<version>/model.keras`; non-integer folders are ignored.
 
-    def __init__(self, root: Path) -> None:
+    Args:
+        engines: the engine setting of a model by its name (`Settings.engine_for`).
+    """
+
+    def __init__(
+        self, root: Path, engines: Callable[[str], EngineSetting] = lambda _: EngineSetting()
+    ) -> None:
         self.root = root
+        self.engines = engines
 
     def scan(self) -> dict[str, dict[int, VersionFile]]:
         models: dict[str, dict[int, VersionFile]] = {}
@@ -72,19 +84,19 @@ class DirectoryCatalogue:
                     and version_dir.name.isascii()
                     and version_dir.name.isdigit()
                 ):
-                    versions[int(version_dir.name)] = self._file(version_dir)
+                    versions[int(version_dir.name)] = self._file(version_dir, model_dir.name)
             if versions:
                 models[model_dir.name] = versions
         return models
 
-    @staticmethod
-    def _file(version_dir: Path) -> VersionFile:
+    def _file(self, version_dir: Path, name: str) -> VersionFile:
         path = version_dir / MODEL_FILE
         try:
             stamp = path.stat().st_mtime
         except OSError:
             stamp = 0.0
-        return VersionFile(load=lambda: load_detector(path, version_dir.name), stamp=stamp)
+        load = functools.partial(load_detector, path, version_dir.name, self.engines(name))
+        return VersionFile(load=load, stamp=stamp)
 
 
 class FixedCatalogue:
@@ -101,7 +113,7 @@ class ModelVersion:
     """One loaded, warmed-up version of a model, with its batcher and metrics."""
 
     def __init__(
-        self, name: str, version: int, detector: Detector, batcher: DynamicBatcher[ImageOutputs]
+        self, name: str, version: int, detector: Detector, batcher: DynamicBatcher[ImageResult]
     ) -> None:
         self.name = name
         self.version = str(version)
@@ -181,7 +193,7 @@ class ModelRepository:
             ModelNotFoundError: `SSD_DEFAULT_MODEL` names no model of the repository.
         """
         if self._single is not None:
-            detector = await run_in_daemon_thread(self._single)
+            detector = await self._load_single(self._single)
             self.catalogue = FixedCatalogue({detector.name: {1: VersionFile(lambda: detector)}})
             self.default_name = detector.name
         assert self.catalogue is not None
@@ -200,6 +212,17 @@ class ModelRepository:
                     raise
                 self.models[name].wanted = False  # logged and in the index; others serve
         self.started = True
+
+    @staticmethod
+    async def _load_single(loader: Loader) -> Detector:
+        """The only model (`SSD_MODEL_PATH`); an engine that cannot run it (a missing extra or
+        int8 network: the message says what to do) is a `ModelLoadError` naming it."""
+        from ssd_core.engines import EngineUnavailableError
+
+        try:
+            return await run_in_daemon_thread(loader)
+        except EngineUnavailableError as error:
+            raise ModelLoadError(f"cannot run the model: {error}") from error
 
     def route(self, name: str | None, version: str | None = None) -> ModelVersion:
         """The loaded version that serves a request for `name` (None: the default model) and
@@ -322,7 +345,7 @@ class ModelRepository:
         entry.states[version] = (LOADING, "")
         try:
             detector = await run_in_daemon_thread(file.load)
-            batcher: DynamicBatcher[ImageOutputs] = DynamicBatcher(
+            batcher: DynamicBatcher[ImageResult] = DynamicBatcher(
                 detector.predict_batch,
                 max_batch_size=self.settings.max_batch_size,
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
@@ -394,11 +417,16 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
     """
     import ssd_core
 
+    def engine(name: str | None) -> EngineSetting:
+        chosen, precision = settings.engine_for(name)
+        return EngineSetting(chosen, precision, settings.engine_cache_dir)
+
     if settings.model_repository is not None:
-        return DirectoryCatalogue(settings.model_repository), None
+        return DirectoryCatalogue(settings.model_repository, engine), None
     if settings.model_path is not None:
         path = settings.model_path
-        return None, lambda: load_detector(path, settings.model_version)
+        # One model file, named by its config only once loaded: the bare setting applies.
+        return None, lambda: load_detector(path, settings.model_version, engine(None))
     embedded = ssd_core.embedded_models()
     missing = [str(path) for path in embedded.values() if not path.is_file()]
     if missing and settings.allow_random_model:
@@ -406,7 +434,11 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
         return None, random_detector
     return FixedCatalogue(
         {
-            name: {1: VersionFile(functools.partial(load_detector, path, settings.model_version))}
+            name: {
+                1: VersionFile(
+                    functools.partial(load_detector, path, settings.model_version, engine(name))
+                )
+            }
             for name, path in embedded.items()
         }
     ), None

@@ -19,11 +19,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from service.batcher import DynamicBatcher
-from service.detector import Detector
+from service.batcher import BatchLimits, DynamicBatcher
+from service.detector import Detector, ImageResult
 from service.errors import NotServingError, ServiceError
 from service.images import PreparedImage, prepare_image
 from service.log_limits import EventSummary
@@ -32,9 +32,17 @@ from service.metrics import ServiceMetrics
 from service.params import max_detections_for, resolve_classes, score_threshold_for
 from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
 from service.settings import Settings
-from ssd_core.inference import Detections, ImageOutputs
+from ssd_core.inference import Detections
 
 logger = logging.getLogger(__name__)
+
+# Where a request's time goes, in order (`DetectResult.stages`, metric
+# `ssd_request_stage_seconds`, the Server-Timing header): decode (waiting for a decode worker,
+# decoding and resizing the image), queue (the batcher: waiting for a batch and a free engine,
+# padding), model (the engine's network), decoding (the in-graph decoder, then the request's
+# boxes to pixels and its filters), serialisation (the protocol's answer; observed by each
+# protocol).
+STAGES = ("decode", "queue", "model", "decoding", "serialisation")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class DetectResult:
     height: int
     detections: Detections
     repository_version: str = "1"
+    stages: dict[str, float] = field(default_factory=dict)  # `STAGES` -> seconds
 
 
 class Runtime:
@@ -108,7 +117,7 @@ class Runtime:
         return None if current is None else current.detector
 
     @property
-    def batcher(self) -> DynamicBatcher[ImageOutputs] | None:
+    def batcher(self) -> DynamicBatcher[ImageResult] | None:
         """The default model's serving batcher (None before it is loaded)."""
         current = self._default_version()
         return None if current is None else current.batcher
@@ -187,14 +196,27 @@ class Runtime:
         try:
             # The queue slot is taken before decoding: a full service refuses in microseconds.
             async with batcher.admission(wait_until=deadline if paced else None) as admission:
+                started = time.perf_counter()
                 image = await self._decode(data, detector, deadline)
                 del data  # the caller's bytes may be freed while the request waits for its batch
-                outputs = await batcher.submit(image.pixels, deadline, admission)
+                decoded = time.perf_counter()
+                result = await batcher.submit(
+                    image.pixels, deadline, admission, BatchLimits(score_threshold, max_detections)
+                )
+                computed = time.perf_counter()
         finally:
             self._leave(target)
-        detections = detector.predictor.to_detections(outputs, image.placement).filter(
+        detections = detector.predictor.to_detections(result.outputs, image.placement).filter(
             score_threshold=score_threshold, labels=labels, max_detections=max_detections
         )
+        times = result.times
+        stages = {
+            "decode": decoded - started,
+            "queue": max(computed - decoded - times.network_s - times.decoding_s, 0.0),
+            "model": times.network_s,
+            "decoding": times.decoding_s + time.perf_counter() - computed,
+        }
+        target.metrics.observe_stages(stages)
         return DetectResult(
             target.name,
             detector.version,
@@ -202,6 +224,7 @@ class Runtime:
             image.height,
             detections,
             repository_version=target.version,
+            stages=stages,
         )
 
     def check_room(self, model: str | None = None, version: str | None = None) -> None:
@@ -214,6 +237,12 @@ class Runtime:
         """
         self._check_serving()
         self.repository.route(model, version).batcher.check_room()
+
+    def observe_serialisation(self, result: DetectResult, seconds: float) -> None:
+        """Record how long the protocol took to write `result`'s answer (stage
+        `serialisation`)."""
+        view = self.metrics.for_model(result.model_name, result.repository_version)
+        view.observe_stages({"serialisation": seconds})
 
     @contextlib.contextmanager
     def pinned(self, model: str | None, version: str | None = None) -> Iterator[ModelVersion]:
@@ -269,7 +298,8 @@ class Runtime:
 
     def model_info(self, model: str | None = None) -> dict[str, Any]:
         """Name, version, classes, input size, the decoder (the limits of a request's score
-        threshold and detection count) and the full config of a served model."""
+        threshold and detection count), the engine running it and the full config of a served
+        model."""
         if not self.repository.started:
             raise NotServingError("model is not loaded yet")
         target = self.repository.route(model)
@@ -281,6 +311,7 @@ class Runtime:
             "input_height": config.image_size[0],
             "input_width": config.image_size[1],
             "decoder": target.detector.decoder_config.to_dict(),
+            "engine": target.detector.engine,
             "config": config.to_dict(),
         }
 

@@ -55,6 +55,29 @@ def _error_line(item: Any) -> str:
     return f"{name}: {message}"
 
 
+def per_model_choice(value: str) -> dict[str | None, str]:
+    """`SSD_ENGINE` / `SSD_PRECISION` as {model name: value}, key None for every other model:
+    "openvino" -> {None: "openvino"}; "openvino,shapes=tf" -> {None: "openvino", "shapes": "tf"};
+    without a bare item every other model takes "auto".
+
+    Raises:
+        ValueError: an empty item or model name, two bare items, a model named twice.
+    """
+    choice: dict[str | None, str] = {}
+    for item in value.split(","):
+        name, _, chosen = item.rpartition("=")
+        key: str | None = name.strip() if "=" in item else None
+        chosen = chosen.strip()
+        if not chosen or key == "":
+            raise ValueError(f"expected 'VALUE' or 'VALUE,MODEL=VALUE,...', got {value!r}")
+        if key in choice:
+            whose = "the value of every other model" if key is None else f"model {key!r}"
+            raise ValueError(f"{whose} is given twice in {value!r}")
+        choice[key] = chosen
+    choice.setdefault(None, "auto")
+    return choice
+
+
 class Settings(BaseSettings):
     """Configuration of one service process. `SSD_MAX_BATCH_SIZE=16` sets `max_batch_size`."""
 
@@ -78,6 +101,22 @@ class Settings(BaseSettings):
         default=None,
         description="Model that /detect and Detect serve when a request names none; unset: "
         "face for the embedded models, else the repository's first by name.",
+    )
+    engine: str = Field(
+        default="auto",
+        description="Inference engine of every model: auto, tf, tf-xla, onnxruntime, openvino; "
+        "per model: 'openvino,shapes=tf' (the bare item is every other model's).",
+    )
+    precision: str = Field(
+        default="auto",
+        description="Precision of every model's network: auto, fp32, bf16, float16, int8 (the "
+        "network scripts/export.py --quantize int8 wrote beside the model); per model as "
+        "SSD_ENGINE.",
+    )
+    engine_cache_dir: Path | None = Field(
+        default=None,
+        description="Converted networks of models whose folder is not writable (embedded "
+        "models in a read-only site-packages); unset: <temp dir>/ssd_engines.",
     )
     allow_random_model: bool = Field(
         default=False,
@@ -194,6 +233,7 @@ class Settings(BaseSettings):
         "model_version",
         "model_repository",
         "default_model",
+        "engine_cache_dir",
         "tls_cert_file",
         "tls_key_file",
         "auth_token",
@@ -218,6 +258,37 @@ class Settings(BaseSettings):
         from ssd_core.decoder_config import check_score_threshold
 
         return check_score_threshold(value)
+
+    @field_validator("engine", "precision")
+    @classmethod
+    def _check_per_model(cls, value: str) -> str:
+        per_model_choice(value)  # raises on a malformed list
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_engines(self) -> Settings:
+        # Imported here: ssd_core loads TensorFlow, which a bad setting should not wait for.
+        from ssd_core.engines import EngineUnavailableError, check_available, resolve
+
+        engines, precisions = per_model_choice(self.engine), per_model_choice(self.precision)
+        for name in sorted(set(engines) | set(precisions), key=str):
+            engine, precision = self.engine_for(name)
+            where = "" if name is None else f" (model {name})"
+            try:
+                check_available(resolve(engine, precision).engine)
+            except (ValueError, EngineUnavailableError) as error:
+                raise ValueError(
+                    f"SSD_ENGINE={self.engine!r}, SSD_PRECISION={self.precision!r}{where}: {error}"
+                ) from None
+        return self
+
+    def engine_for(self, model: str | None) -> tuple[str, str]:
+        """(engine, precision) of the repository model `model` (None: any other model)."""
+        engines, precisions = per_model_choice(self.engine), per_model_choice(self.precision)
+        return (
+            engines.get(model, engines[None]) if model is not None else engines[None],
+            precisions.get(model, precisions[None]) if model is not None else precisions[None],
+        )
 
     @field_validator("tls_cert_file", "tls_key_file")
     @classmethod

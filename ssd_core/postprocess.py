@@ -25,6 +25,14 @@ All shapes are fixed (K = `max_detections`), so the decoder works inside `tf.fun
 serving signature and under XLA. NMS is exact greedy NMS, vectorised over images and classes
 (`greedy_nms`): candidates are decided in tiles of ranks, each tile by a short fixed-point
 iteration, with no Python loop over the batch.
+
+Per-call limits: `decode_detections(..., score_threshold=t, max_detections=k)` takes a stricter
+threshold and a smaller count than the config's as tensors (a server passes the lowest
+threshold and the largest count of a batch's requests, one compiled graph for all), and the
+cost follows the threshold: when no image and class has more than `SMALL_TOP_K` candidates
+above it, the candidates are the best `SMALL_TOP_K` instead of the best `top_k` (a cheaper
+top-k, one NMS tile, a smaller final selection). That shortcut is exact: every candidate above
+the threshold is among them, in the same order, and the others take no part in NMS.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ from ssd_core.box_coder import decode_boxes
 from ssd_core.box_ops import clip_boxes, pairwise_iou
 from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig, passes_score_threshold
+
+# Candidates per class ("caffe") or per image ("fast") of the shortcut of the module docstring:
+# one NMS tile. At the service's 0.3 the shipped models have at most 18 (shapes, 64 scenes) and
+# 14 (face, the test photos) anchors per class above it.
+SMALL_TOP_K = 32
 
 
 def greedy_nms(
@@ -121,7 +134,11 @@ def _nms_tile(
 
 
 def _caffe_candidates(
-    boxes: tf.Tensor, scores: tf.Tensor, score_threshold: float, iou_threshold: float, top_k: int
+    boxes: tf.Tensor,
+    scores: tf.Tensor,
+    score_threshold: tf.Tensor,
+    iou_threshold: float,
+    top_k: int,
 ) -> dict[str, tf.Tensor]:
     """Per-class top-k and NMS. boxes (B, N, 4), scores (B, N, C-1) -> candidates (B, M)."""
     batch, num_fg = tf.shape(scores)[0], tf.shape(scores)[2]
@@ -146,7 +163,11 @@ def _caffe_candidates(
 
 
 def _fast_candidates(
-    boxes: tf.Tensor, scores: tf.Tensor, score_threshold: float, iou_threshold: float, top_k: int
+    boxes: tf.Tensor,
+    scores: tf.Tensor,
+    score_threshold: tf.Tensor,
+    iou_threshold: float,
+    top_k: int,
 ) -> dict[str, tf.Tensor]:
     """Best class per anchor, top-k, one NMS. boxes (B, N, 4), scores (B, N, C-1) -> (B, k)."""
     best = tf.reduce_max(scores, axis=-1)  # (B, N)
@@ -168,9 +189,13 @@ def _fast_candidates(
 
 
 def _select_detections(
-    candidates: dict[str, tf.Tensor], num_fg: tf.Tensor, max_detections: int
+    candidates: dict[str, tf.Tensor],
+    num_fg: tf.Tensor,
+    max_detections: int,
+    limit: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
-    """The `max_detections` best kept candidates per image, padded with zeros.
+    """The `max_detections` best kept candidates per image, padded with zeros; only the best
+    `limit` (a scalar int32 tensor <= max_detections) of them when given.
 
     `candidates` holds (B, M) scores, labels, "anchor_index", "keep" and (B, M, 4) boxes.
     """
@@ -186,6 +211,8 @@ def _select_detections(
     index = tf.gather(order, position, batch_dims=1)  # (B, k) into the candidates
     picked = {key: tf.gather(value, index, batch_dims=1) for key, value in candidates.items()}
     is_detection = picked["keep"]  # a prefix of every row
+    if limit is not None:
+        is_detection &= tf.range(k)[None, :] < limit
     pad = [[0, 0], [0, max_detections - k]]
     boxes = tf.where(is_detection[..., None], picked[fields.BOXES], 0.0)
     labels = tf.where(is_detection, tf.cast(picked[fields.LABELS], tf.int32), 0)
@@ -220,6 +247,9 @@ def decode_detections(
     anchors: tf.Tensor | np.ndarray,
     variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
     decoder_config: DecoderConfig | None = None,
+    *,
+    score_threshold: tf.Tensor | float | None = None,
+    max_detections: tf.Tensor | int | None = None,
 ) -> dict[str, tf.Tensor]:
     """Turn raw network outputs into the best `max_detections` detections per image.
 
@@ -230,6 +260,11 @@ def decode_detections(
         variances: the box coding variances of the model.
         decoder_config: method, thresholds, top_k, K = max_detections, clip; None: the
             `DecoderConfig` defaults (Caffe's).
+        score_threshold: this call's score threshold (a float32 scalar, may be a tensor),
+            instead of the config's; the caller keeps it at or above the config's (see
+            `DecoderConfig.check_honours`: the config's is what the model promises).
+        max_detections: this call's detection count (an int32 scalar, may be a tensor), at most
+            the config's K; the outputs stay K rows, the rows past it zero.
 
     Returns:
         A dict of fixed-shape tensors (`ssd_core.fields`), rows sorted by descending score and
@@ -245,19 +280,39 @@ def decode_detections(
     bbox_regression = tf.cast(tf.convert_to_tensor(bbox_regression), tf.float32)
     anchors = tf.cast(tf.convert_to_tensor(anchors), tf.float32)
     _check_shapes(cls_logits, bbox_regression, anchors)
+    if score_threshold is None:
+        score_threshold = decoder_config.score_threshold
+    threshold = tf.cast(score_threshold, tf.float32)
+    limit = None if max_detections is None else tf.cast(max_detections, tf.int32)
     boxes = decode_boxes(bbox_regression, anchors, variances)  # (B, N, 4)
     if decoder_config.clip:
         boxes = clip_boxes(boxes)
     scores = tf.nn.softmax(cls_logits, axis=-1)[..., 1:]  # (B, N, C-1), background dropped
     find = _caffe_candidates if decoder_config.method == "caffe" else _fast_candidates
-    candidates = find(
-        boxes,
-        scores,
-        decoder_config.score_threshold,
-        decoder_config.iou_threshold,
-        decoder_config.top_k,
+    num_fg = tf.shape(scores)[2]
+
+    def decode_top(k: int) -> dict[str, tf.Tensor]:
+        candidates = find(boxes, scores, threshold, decoder_config.iou_threshold, k)
+        return _select_detections(candidates, num_fg, decoder_config.max_detections, limit)
+
+    top_k = min(decoder_config.top_k, scores.shape[1])
+    small = min(top_k, SMALL_TOP_K)
+    if small == top_k:
+        return decode_top(top_k)
+    return tf.cond(
+        _most_candidates(scores, threshold, decoder_config.method) <= small,
+        lambda: decode_top(small),
+        lambda: decode_top(top_k),
     )
-    return _select_detections(candidates, tf.shape(scores)[2], decoder_config.max_detections)
+
+
+def _most_candidates(scores: tf.Tensor, threshold: tf.Tensor, method: str) -> tf.Tensor:
+    """The largest number of scores above `threshold` of one image and class ("caffe") or of
+    one image's best-class scores ("fast"). scores (B, N, C-1) -> int32 scalar."""
+    if method == "fast":
+        scores = tf.reduce_max(scores, axis=-1, keepdims=True)  # (B, N, 1)
+    passing = tf.cast(passes_score_threshold(scores, threshold), tf.int32)
+    return tf.reduce_max(tf.reduce_sum(passing, axis=1))
 
 
 @keras.saving.register_keras_serializable(package="ssd_core")

@@ -10,7 +10,7 @@ tf2onnx / OpenVINO (cached next to the model file, keyed by its hash) and the TF
 it. `auto` picks per host (`registry`). ONNX Runtime and OpenVINO are optional extras.
 """
 
-from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError
+from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError, StageTimes
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.registry import (
     ENGINE_CHOICES,
@@ -30,6 +30,7 @@ __all__ = [
     "Engine",
     "EngineChoice",
     "EngineUnavailableError",
+    "StageTimes",
     "available_engines",
     "check_available",
     "create_engine",

@@ -1,6 +1,7 @@
 """Calibration images of a post-training int8 quantisation, prepared exactly as the service
-prepares a request (`ssd_core.inference`: decoding with EXIF orientation, the model's resize
-policy), so the activation ranges an int8 network is calibrated on are those it will serve.
+prepares a request (`ssd_core.inference.preprocess.prepare_file`: decoding with EXIF
+orientation, a large JPEG at a reduced DCT scale, the model's resize policy), so the activation
+ranges an int8 network is calibrated on are those it will serve.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ssd_core.config import SSDConfig
-from ssd_core.inference import read_image, resize_image
+from ssd_core.inference.preprocess import prepare_file
 
 
 def calibration_images(
@@ -33,7 +34,7 @@ def calibration_images(
     chosen = [records[int(i)] for i in picks]
     height, width = (int(v) for v in config.image_size)
     images = [
-        resize_image(read_image(r.image_path), (height, width), config.resize, config.pixel_mean)[0]
+        prepare_file(r.image_path, (height, width), config.resize, config.pixel_mean)[0]
         for r in chosen
     ]
     batch = np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8)

@@ -1,22 +1,32 @@
-"""The two halves an exported engine runs: the raw network (exported) and the TF decoder.
+"""The two halves every engine runs: the raw network and the TF decoder.
 
 ONNX Runtime and OpenVINO run the network - normalisation, backbone, heads; everything with
-weights - and the TF decoder (`ssd_core.postprocess`, the reference itself) runs after it on the
-raw outputs. The decoder does not convert well: tf2onnx turns its NMS into an ONNX `Loop`,
+weights - exported from the model, and the TF engines run it from the Keras layers themselves;
+the TF decoder (`ssd_core.postprocess`, the reference itself) runs after it on the raw outputs,
+in every engine. The decoder does not convert well: tf2onnx turns its NMS into an ONNX `Loop`,
 which OpenVINO's ONNX front end refuses, and the converted full graph took 35-40 s to convert
-against 2-5 s for the network with no measured gain in ONNX Runtime (README, "Engines").
-The split also keeps every engine's decoding bit-identical to TF's for identical raw outputs.
+against 2-5 s for the network with no measured gain in ONNX Runtime (README, "Inference
+engines"). The split also keeps every engine's decoding bit-identical to TF's for identical
+raw outputs, lets the request's score threshold reach the decoder as an input, and times the
+two stages apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from ssd_core import fields
+from ssd_core.anchors import generate_anchors
+from ssd_core.config import SSDConfig
+from ssd_core.decoder_config import DecoderConfig
 from ssd_core.model import SSD, copy_model
+from ssd_core.postprocess import decode_detections
+
+DECODER_LAYER = "detection_decoder"
 
 
 def network_model(model: SSD) -> SSD:
@@ -29,6 +39,22 @@ def network_model(model: SSD) -> SSD:
     if model.mode == "training":
         return model
     return copy_model(model, "training")
+
+
+def network_layers(model: SSD) -> keras.Model:
+    """The layers of `model` up to its heads as a functional model *sharing* its weights:
+    images (B, H, W, 3) -> {cls_logits (B, N, C), bbox_regression (B, N, 4)}.
+
+    Returns `model` itself for a training-mode model.
+    """
+    if not isinstance(model, SSD):
+        raise TypeError(f"model must be an ssd_core SSD model, got {type(model).__name__}")
+    if model.mode == "training":
+        return model
+    # The decoder's input is the heads' dict; Keras hands it back flattened (sorted keys).
+    template = dict.fromkeys(fields.NETWORK_OUTPUTS, 0)
+    raw = keras.tree.pack_sequence_as(template, model.get_layer(DECODER_LAYER).input)
+    return keras.Model(model.input, raw, name=f"{model.name}_network")
 
 
 def network_function(model: SSD) -> tf.types.experimental.PolymorphicFunction:
@@ -50,35 +76,63 @@ def network_function(model: SSD) -> tf.types.experimental.PolymorphicFunction:
 
 
 class TFDecoder:
-    """The model's own decoder (`DetectionDecoder` with its decoder options) as a compiled
-    `tf.function` over raw outputs: cls_logits (B, N, C), bbox_regression (B, N, 4) -> the
-    padded outputs dict as NumPy arrays."""
+    """The model's decoder (`decode_detections` with its `DecoderConfig`) as one compiled
+    `tf.function` over raw outputs and the call's limits: cls_logits (B, N, C),
+    bbox_regression (B, N, 4), score threshold (float32 scalar), max detections (int32 scalar)
+    -> the padded outputs dict as NumPy arrays.
 
-    def __init__(self, model: SSD) -> None:
-        from ssd_core.anchors import generate_anchors
+    Args:
+        config: the model's `SSDConfig` (anchors, variances, classes).
+        decoder_config: the model's decoder.
+        jit_compile: compile it with XLA (once per batch size). On this project's 2-core
+            AVX-512 CPU XLA decoded the shipped models 1.5-5x faster at batch 1 and 16
+            (README, "Inference engines"); a GPU runs XLA as well.
+    """
 
-        decoder = _decoder_layer(model)
-        config = model.ssd_config
-        num_anchors = len(generate_anchors(config))
+    def __init__(
+        self, config: SSDConfig, decoder_config: DecoderConfig, jit_compile: bool = True
+    ) -> None:
+        anchors = generate_anchors(config)
+        num_anchors = len(anchors)
         signature = [
             tf.TensorSpec((None, num_anchors, config.num_classes), tf.float32),
             tf.TensorSpec((None, num_anchors, 4), tf.float32),
+            tf.TensorSpec((), tf.float32),
+            tf.TensorSpec((), tf.int32),
         ]
+        variances = config.variances
 
-        @tf.function(input_signature=signature)
-        def decode(cls_logits: tf.Tensor, bbox_regression: tf.Tensor) -> dict[str, tf.Tensor]:
-            return decoder({fields.CLS_LOGITS: cls_logits, fields.BBOX_REGRESSION: bbox_regression})
+        @tf.function(input_signature=signature, jit_compile=jit_compile)
+        def decode(
+            cls_logits: tf.Tensor,
+            bbox_regression: tf.Tensor,
+            score_threshold: tf.Tensor,
+            max_detections: tf.Tensor,
+        ) -> dict[str, tf.Tensor]:
+            return decode_detections(
+                cls_logits,
+                bbox_regression,
+                anchors,
+                variances,
+                decoder_config,
+                score_threshold=score_threshold,
+                max_detections=max_detections,
+            )
 
+        self.jit_compile = jit_compile
         self._decode = decode
 
-    def __call__(self, cls_logits: Any, bbox_regression: Any) -> dict[str, np.ndarray]:
+    def __call__(
+        self, cls_logits: Any, bbox_regression: Any, threshold: Any, count: Any
+    ) -> dict[str, np.ndarray]:
         outputs = self._decode(
-            np.asarray(cls_logits, dtype=np.float32), np.asarray(bbox_regression, np.float32)
+            _float32(cls_logits), _float32(bbox_regression), np.float32(threshold), np.int32(count)
         )
-        return {key: value.numpy() for key, value in outputs.items()}
+        return {key: outputs[key].numpy() for key in fields.DETECTION_OUTPUTS}
 
 
-def _decoder_layer(model: SSD) -> Any:
-    from ssd_core.postprocess import DetectionDecoder
-
-    return DetectionDecoder(model.ssd_config, model.decoder_config, name="detection_decoder")
+def _float32(value: Any) -> Any:
+    """A TF tensor as it is (cast if needed), anything else as a float32 array."""
+    if isinstance(value, tf.Tensor):
+        return value if value.dtype == tf.float32 else tf.cast(value, tf.float32)
+    return np.asarray(value, dtype=np.float32)

@@ -8,6 +8,7 @@ plugin's default is bf16, which would not match the TF reference.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class OpenVINOEngine(Engine):
     ) -> None:
         if precision not in PRECISION_HINTS:
             raise ValueError(f"openvino runs {tuple(PRECISION_HINTS)}, got {precision!r}")
-        super().__init__(model.ssd_config, precision)
+        super().__init__(model.ssd_config, model.decoder_config, precision)
         ov = require("openvino")
         self.network_path = self._network_path(model, cache)
         core = ov.Core()
@@ -51,7 +52,7 @@ class OpenVINOEngine(Engine):
         self._request = self.compiled.create_infer_request()
         outputs = {output.get_any_name(): output for output in self.compiled.outputs}
         self._outputs = [outputs[name] for name in fields.NETWORK_OUTPUTS]
-        self.decoder = TFDecoder(model)
+        self.decoder = TFDecoder(model.ssd_config, model.decoder_config)
 
     def _network_path(self, model: SSD, cache: ArtifactCache) -> Path:
         if self.precision in ("fp32", "bf16"):
@@ -60,10 +61,15 @@ class OpenVINOEngine(Engine):
 
         return quantized_artifact(cache, self.name, self.precision)
 
-    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        results = self._request.infer({0: self.check_images(images)})
+    def network(self, images: np.ndarray) -> tuple[Any, Any]:
+        results = self._request.infer({0: images})
         cls_logits, bbox_regression = (results[output] for output in self._outputs)
-        return self.decoder(cls_logits, bbox_regression)
+        return cls_logits, bbox_regression
+
+    def decode(
+        self, cls_logits: Any, bbox_regression: Any, threshold: np.float32, count: np.int32
+    ) -> dict[str, np.ndarray]:
+        return self.decoder(cls_logits, bbox_regression, threshold, count)
 
     def describe(self) -> str:
         return f"{self.name} {self.precision} network {self.network_path.parent.name}"

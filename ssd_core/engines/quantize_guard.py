@@ -128,10 +128,7 @@ def guard_engine(
     records = dataset.records
     found = {
         precision: predict_records(
-            Predictor(
-                create_engine(model, engine, precision, model_path=model_path),
-                model.decoder_config,
-            ),
+            Predictor(create_engine(model, engine, precision, model_path=model_path)),
             records,
             batch_size,
         )

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd_core.engines.base import Engine, EngineUnavailableError
+from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.model import SSD
 
@@ -35,6 +35,14 @@ REQUIREMENTS = {
 }
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 CPU_PREFERENCE = ("openvino", "onnxruntime", "tf")
+# The precisions each engine runs (`ssd_core.engines.PRECISIONS`).
+ENGINE_PRECISIONS = {
+    "tf": ("fp32", "float16", "bf16"),
+    "tf-xla": ("fp32", "float16", "bf16"),
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -79,25 +87,60 @@ def cpu_has_amx() -> bool:
     return any(" amx_bf16" in line for line in text.splitlines() if line.startswith("flags"))
 
 
+def check_choice(engine: str, precision: str) -> None:
+    """Raise ValueError unless `engine` is one of `ENGINE_CHOICES`, `precision` one of
+    `PRECISION_CHOICES`, and a named engine runs a named precision."""
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}"
+        )
+    runs = ENGINE_PRECISIONS.get(engine, PRECISIONS)
+    if precision != "auto" and precision not in runs:
+        raise ValueError(f"engine {engine!r} runs precisions {', '.join(runs)}, not {precision!r}")
+
+
 def resolve(engine: str, precision: str = "auto") -> EngineChoice:
     """The concrete engine and precision of a requested (engine, precision).
 
     `precision="auto"` is fp32 for a named engine and the rule of the module docstring for
-    `engine="auto"`.
+    `engine="auto"`; `engine="auto"` with a named precision is the first installed engine of
+    the rule that runs it.
+
+    Raises:
+        ValueError: an unknown engine or precision, or a pair that cannot run (`check_choice`).
+        EngineUnavailableError: `engine="auto"` with a precision no installed engine runs.
     """
-    if engine not in ENGINE_CHOICES:
-        raise ValueError(f"engine must be one of {ENGINE_CHOICES}, got {engine!r}")
+    check_choice(engine, precision)
     if engine != "auto":
         return EngineChoice(engine, "fp32" if precision == "auto" else precision)
     import tensorflow as tf
 
     from ssd_core.engines.tf_engine import gpu_has_tensor_cores
 
-    if tf.config.list_physical_devices("GPU"):
+    if tf.config.list_physical_devices("GPU") and precision in ("auto", "fp32", "float16", "bf16"):
         automatic = "float16" if gpu_has_tensor_cores() else "fp32"
         return EngineChoice("tf-xla", automatic if precision == "auto" else precision)
     installed = available_engines()
-    chosen = next(name for name in CPU_PREFERENCE if name in installed)
+    runs = [
+        name
+        for name in CPU_PREFERENCE
+        if name in installed and (precision == "auto" or precision in ENGINE_PRECISIONS[name])
+    ]
+    if not runs:
+        extras = sorted(
+            {
+                EXTRAS[name]
+                for name in CPU_PREFERENCE
+                if name in EXTRAS and precision in ENGINE_PRECISIONS[name]
+            }
+        )
+        raise EngineUnavailableError(
+            f"no installed engine runs {precision}: install the "
+            f"{' or '.join(repr(extra) for extra in extras)} extra"
+        )
+    chosen = runs[0]
     if precision != "auto":
         return EngineChoice(chosen, precision)
     bf16 = cpu_has_amx() and chosen == "openvino"

@@ -2,8 +2,9 @@
 detections in pixel coordinates, in the form `evaluate_voc` / `evaluate_coco` take.
 
 Every image goes through `ssd_core.inference` exactly as a `POST /detect` upload does: the same
-decoder (`read_image`: EXIF orientation, colour modes), the same resize policy and the same
-mapping back to pixels, so the mAP measured here is the mAP of what the service serves.
+decoder (`Predictor.prepare_file`: EXIF orientation, colour modes, a large JPEG decoded at a
+reduced DCT scale), the same resize policy and the same mapping back to pixels, so the mAP
+measured here is the mAP of what the service serves.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ssd_core.data.records import ImageRecord
-from ssd_core.inference import Detections, Predictor, read_image
+from ssd_core.inference import Detections, Predictor
 from ssd_core.inference.batches import batched, load_ahead
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def predict_records(
     Raises:
         OSError, ImageDecodeError: an image cannot be read (the message names it).
     """
-    images = load_ahead(lambda record: read_image(record.image_path), records)
+    images = load_ahead(lambda record: predictor.prepare_file(record.image_path), records)
     batches: Iterable[list[Any]] = batched(images, batch_size)
     if progress:
         from tqdm import tqdm
@@ -54,7 +55,7 @@ def predict_records(
         batches = tqdm(batches, total=-(-len(records) // batch_size), unit="batch")
     found: list[Detections] = []
     for batch in batches:
-        found += predictor.predict([image.result() for image in batch])
+        found += predictor.predict_prepared([image.result() for image in batch])
     return found
 
 

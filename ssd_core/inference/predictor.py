@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig
 from ssd_core.engines.base import Engine
 from ssd_core.inference.detections import Detections, ImageOutputs, split_outputs, to_detections
+from ssd_core.inference.images import FILE_MAX_BYTES, FILE_MAX_PIXELS
 from ssd_core.inference.loading import as_inference
-from ssd_core.inference.preprocess import Placement, resize_image
+from ssd_core.inference.preprocess import Placement, prepare, prepare_file, resize_image
 from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
@@ -32,13 +34,10 @@ class Predictor:
     Args:
         engine: runs (B, H, W, 3) uint8 RGB at the model input size and returns the padded
             outputs (`ssd_core.engines.Engine`).
-        decoder_config: the decoder the engine's model runs: its thresholds and K are the
-            limits of what this predictor can return.
     """
 
-    def __init__(self, engine: Engine, decoder_config: DecoderConfig) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.decoder_config = decoder_config
 
     @classmethod
     def from_model(cls, model: SSD | Any) -> Predictor:
@@ -49,7 +48,13 @@ class Predictor:
 
         if isinstance(model, SSD):
             model = as_inference(model)
-        return cls(TFEngine(model), model.decoder_config)
+        return cls(TFEngine(model))
+
+    @property
+    def decoder_config(self) -> DecoderConfig:
+        """The decoder the engine's model runs: its threshold and K are the limits of what
+        this predictor can return."""
+        return self.engine.decoder_config
 
     @property
     def config(self) -> SSDConfig:
@@ -66,10 +71,53 @@ class Predictor:
         config = self.config
         return resize_image(rgb, self.input_size, config.resize, config.pixel_mean)
 
-    def run(self, pixels: np.ndarray) -> list[ImageOutputs]:
+    def prepare(
+        self,
+        data: bytes,
+        *,
+        max_bytes: int = FILE_MAX_BYTES,
+        max_pixels: int = FILE_MAX_PIXELS,
+        max_decoded_bytes: int | None = None,
+    ) -> tuple[np.ndarray, Placement]:
+        """Encoded image bytes -> (model input, `Placement` in the original's pixels): the one
+        image path of the service and evaluation (`ssd_core.inference.preprocess.prepare`: a
+        large JPEG decoded at a reduced DCT scale, then the config's resize policy).
+
+        Raises:
+            ImageDecodeError, ImageTooLargeError: see `ssd_core.inference.images`.
+        """
+        config = self.config
+        return prepare(
+            data,
+            self.input_size,
+            config.resize,
+            config.pixel_mean,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            max_decoded_bytes=max_decoded_bytes,
+        )
+
+    def prepare_file(self, path: str | Path) -> tuple[np.ndarray, Placement]:
+        """`prepare` of a local file (trusted-file limits; errors name the file)."""
+        config = self.config
+        return prepare_file(path, self.input_size, config.resize, config.pixel_mean)
+
+    def run(
+        self,
+        pixels: np.ndarray,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> list[ImageOutputs]:
         """(B, input_h, input_w, 3) uint8 -> one unpadded outputs dict per image (normalised
-        boxes). Blocking: run it off any event loop."""
-        return split_outputs(self.engine.run(pixels))
+        boxes). Blocking: run it off any event loop.
+
+        Args:
+            score_threshold: decode only scores above this (in the graph); None: the decoder's.
+            max_detections: at most this many per image; None: the decoder's.
+        Raises:
+            ValueError: limits the decoder cannot honour (`DecoderConfig.check_honours`).
+        """
+        return split_outputs(self.engine.run(pixels, score_threshold, max_detections))
 
     def to_detections(self, outputs: ImageOutputs, placement: Placement) -> Detections:
         """One image's `run` outputs as `Detections` in its original pixels."""
@@ -77,9 +125,15 @@ class Predictor:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """(H, W, 3) uint8 RGB images of any sizes -> their `Detections`, in one batch."""
-        if not images:
+        return self.predict_prepared([self.preprocess(rgb) for rgb in images])
+
+    def predict_prepared(
+        self, prepared: Sequence[tuple[np.ndarray, Placement]]
+    ) -> list[Detections]:
+        """(model input, `Placement`) pairs (`prepare`, `preprocess`) -> their `Detections`, in
+        one batch."""
+        if not prepared:
             return []
-        prepared = [self.preprocess(rgb) for rgb in images]
         outputs = self.run(np.stack([pixels for pixels, _ in prepared]))
         return [
             self.to_detections(row, placement)

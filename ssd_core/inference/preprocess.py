@@ -14,16 +14,29 @@ the original lies in the input, `input_px = original_px * scale + offset` per ax
 scale of the size actually resized to (rounded), so `Placement.to_original` is the exact
 inverse of what `resize_image` did: box edges are continuous coordinates (pixel `i` spans
 [i, i + 1)), which `cv2.resize`'s half-pixel-centred sampling scales exactly.
+
+An image decoded at a reduced DCT scale (`ssd_core.inference.images.decode_scaled`: decoded
+pixel i covers original pixels [i * r, (i + 1) * r)) is resized the same way and its
+`Placement` maps to the *original's* pixels (`resize_image(..., reduction=r, original_size=)`).
+`prepare` is the whole image path: encoded bytes to model input and `Placement`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ssd_core.config import RESIZE_POLICIES
+from ssd_core.inference.images import (
+    FILE_MAX_BYTES,
+    FILE_MAX_PIXELS,
+    DecodedImage,
+    ImageDecodeError,
+    decode_scaled,
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,23 @@ def place(height: int, width: int, input_size: tuple[int, int], policy: str) -> 
     )
 
 
+def resized_size(
+    height: int, width: int, input_size: tuple[int, int], policy: str
+) -> tuple[int, int]:
+    """(height, width) a `height` x `width` image is resized to under `policy` (the input size
+    for `stretch`, the fitted size for `letterbox`): what a reduced decode must keep."""
+    placement = place(height, width, input_size, policy)
+    return round(height * placement.scale_y), round(width * placement.scale_x)
+
+
 def resize_image(
-    rgb: np.ndarray, input_size: tuple[int, int], policy: str, fill: tuple[float, float, float]
+    rgb: np.ndarray,
+    input_size: tuple[int, int],
+    policy: str,
+    fill: tuple[float, float, float],
+    *,
+    reduction: int = 1,
+    original_size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, Placement]:
     """(H, W, 3) uint8 RGB -> ((input_h, input_w, 3) uint8 RGB model input, its `Placement`).
 
@@ -94,6 +122,9 @@ def resize_image(
         input_size: (height, width) of the model input.
         policy: `"stretch"` or `"letterbox"` (see the module docstring).
         fill: RGB 0..255 of the letterbox padding (the config's `pixel_mean`).
+        reduction: `rgb` is an original decoded at 1 / `reduction` scale (`DecodedImage`);
+            the `Placement` maps to the original's pixels.
+        original_size: (height, width) of that original; None: `rgb`'s own size.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -103,6 +134,15 @@ def resize_image(
     resized_w = round(width * placement.scale_x)
     resized_h = round(height * placement.scale_y)
     resized = cv2.resize(rgb, (resized_w, resized_h), interpolation=cv2.INTER_LINEAR)
+    if reduction != 1 or original_size is not None:
+        original_h, original_w = original_size or (height, width)
+        placement = replace(
+            placement,
+            width=original_w,
+            height=original_h,
+            scale_x=placement.scale_x / reduction,
+            scale_y=placement.scale_y / reduction,
+        )
     if policy == "stretch":
         return resized, placement
     canvas = np.empty((*input_size, 3), np.uint8)
@@ -110,3 +150,65 @@ def resize_image(
     top, left = int(placement.offset_y), int(placement.offset_x)
     canvas[top : top + resized_h, left : left + resized_w] = resized
     return canvas, placement
+
+
+def prepare(
+    data: bytes,
+    input_size: tuple[int, int],
+    policy: str,
+    fill: tuple[float, float, float],
+    *,
+    max_bytes: int = FILE_MAX_BYTES,
+    max_pixels: int = FILE_MAX_PIXELS,
+    max_decoded_bytes: int | None = None,
+) -> tuple[np.ndarray, Placement]:
+    """Encoded image bytes -> (model input (input_h, input_w, 3) uint8 RGB, `Placement` in the
+    upright original's pixels): a large JPEG decoded at a reduced DCT scale, then resized.
+
+    Raises:
+        ImageDecodeError, ImageTooLargeError: as `ssd_core.inference.images.decode_scaled`.
+    """
+    decoded = decode_scaled(
+        data,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        max_decoded_bytes=max_decoded_bytes,
+        needed=lambda height, width: resized_size(height, width, input_size, policy),
+    )
+    return resize_decoded(decoded, input_size, policy, fill)
+
+
+def resize_decoded(
+    decoded: DecodedImage,
+    input_size: tuple[int, int],
+    policy: str,
+    fill: tuple[float, float, float],
+) -> tuple[np.ndarray, Placement]:
+    """`resize_image` of a (possibly reduced) decode, placed in its original's pixels."""
+    return resize_image(
+        decoded.pixels,
+        input_size,
+        policy,
+        fill,
+        reduction=decoded.reduction,
+        original_size=(decoded.height, decoded.width),
+    )
+
+
+def prepare_file(
+    path: str | Path,
+    input_size: tuple[int, int],
+    policy: str,
+    fill: tuple[float, float, float],
+) -> tuple[np.ndarray, Placement]:
+    """`prepare` of a local file (the limits for trusted files).
+
+    Raises:
+        OSError: the file cannot be read.
+        ImageDecodeError: as `prepare`, the message naming the file.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return prepare(data, input_size, policy, fill)
+    except ImageDecodeError as error:
+        raise type(error)(f"{path}: {error}") from error

@@ -26,14 +26,15 @@ import tensorflow as tf
 from PIL import Image
 
 from service.__main__ import HttpServer
-from service.detector import Detector
+from service.batcher import NO_LIMITS, BatchLimits
+from service.detector import Detector, ImageResult
 from service.grpc_server import build_server, set_serving
 from service.http_app import create_app
 from service.http_protocol import uvicorn_config
 from service.runtime import Runtime
 from service.settings import Settings
 from ssd_core import DecoderConfig, SSDConfig
-from ssd_core.inference import ImageOutputs, Predictor
+from ssd_core.inference import Predictor
 
 INPUT_SIZE = (64, 96)  # (height, width) of the tiny test models
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
@@ -91,24 +92,30 @@ class GatedDetector:
         self.name = detector.name
         self.version = detector.version
         self.input_size = detector.input_size
+        self.engine = detector.engine
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
         self.batches: list[int] = []
+        self.limits: list[BatchLimits] = []
         self.fail_next = False
 
-    def predict_batch(self, images: np.ndarray) -> list[ImageOutputs]:
+    def predict_batch(
+        self, images: np.ndarray, limits: BatchLimits = NO_LIMITS
+    ) -> list[ImageResult]:
         self.entered.set()
         self.gate.wait(timeout=30)
         self.batches.append(len(images))
+        self.limits.append(limits)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("injected failure")
-        return self.inner.predict_batch(images)
+        return self.inner.predict_batch(images, limits)
 
     def warm_up(self, batch_sizes: Any) -> None:
         self.inner.warm_up(batch_sizes)
         self.batches.clear()
+        self.limits.clear()
         self.entered.clear()
 
 

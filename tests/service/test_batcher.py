@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from service.batcher import DynamicBatcher, pad_batch, padded_batch_sizes
+from service.batcher import BatchLimits, DynamicBatcher, pad_batch, padded_batch_sizes
 from service.errors import (
     DeadlineExceededError,
     InferenceFailedError,
@@ -28,15 +28,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.limits: list[BatchLimits] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
 
-    def __call__(self, batch: np.ndarray) -> list[int]:
+    def __call__(self, batch: np.ndarray, limits: BatchLimits) -> list[int]:
         self.entered.set()
         self.gate.wait(10)
         marks = [int(image[0, 0, 0]) for image in batch]
         self.batches.append(marks)
+        self.limits.append(limits)
         if 99 in marks:
             raise ValueError("poisoned image")
         return marks
@@ -218,3 +220,36 @@ def test_close_finishes_queued_requests_then_refuses_new_ones():
         return await asyncio.gather(*queued)
 
     assert run(scenario()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("requests", "merged"),
+    [
+        ([BatchLimits(0.5, 10), BatchLimits(0.3, 20), BatchLimits(0.7, 5)], BatchLimits(0.3, 20)),
+        ([BatchLimits(0.5, 10), BatchLimits(None, 3)], BatchLimits(None, 10)),
+        ([BatchLimits(0.5, None), BatchLimits(0.4, 3)], BatchLimits(0.4, None)),
+        ([BatchLimits()], BatchLimits()),
+        ([], BatchLimits()),
+    ],
+)
+def test_batch_limits_merge_to_the_lowest_threshold_and_the_largest_count(requests, merged):
+    assert BatchLimits.merge(requests) == merged
+
+
+def test_batch_runs_with_the_lowest_threshold_and_largest_count_of_its_requests():
+    recorder = Recorder()
+
+    async def scenario() -> list[int]:
+        batcher = DynamicBatcher(
+            recorder, max_batch_size=4, max_batch_delay_s=0.5, max_queue_size=8
+        )
+        batcher.start()
+        deadline = asyncio.get_running_loop().time() + 20
+        asks = [BatchLimits(0.5, 10), BatchLimits(0.2, 3), BatchLimits(0.9, 40)]
+        return await asyncio.gather(
+            *(batcher.submit(marked(i + 1), deadline, limits=a) for i, a in enumerate(asks))
+        )
+
+    assert run(scenario()) == [1, 2, 3]
+    assert recorder.batches == [[1, 2, 3, 0]]
+    assert recorder.limits == [BatchLimits(0.2, 40)]

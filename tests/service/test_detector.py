@@ -31,7 +31,8 @@ def test_load_detector_reads_a_saved_training_model_and_hashes_it(tmp_path):
     assert detector.version == file_digest(path)[:12]
     assert detector.config == config
     assert detector.decoder_config == ssd_core.DecoderConfig()
-    [result] = detector.predict_batch(np.zeros((1, *INPUT_SIZE, 3), np.uint8))
+    [image] = detector.predict_batch(np.zeros((1, *INPUT_SIZE, 3), np.uint8))
+    result = image.outputs
     assert result["boxes"].shape[1:] == (4,)  # a training-mode file is served in inference mode
     assert len(result["boxes"]) == len(result["scores"]) == len(result["labels"])
 

@@ -21,12 +21,12 @@ RGB = RNG.integers(0, 256, (12, 20, 3), dtype=np.uint8)
 
 
 class StretchTo:
-    """The preprocessing of a predictor whose model input is (6, 10), stretched."""
+    """The image path of a predictor whose model input is (6, 10), stretched."""
 
-    def preprocess(self, rgb):
-        from ssd_core.inference import resize_image
+    def prepare(self, data, **limits):
+        from ssd_core.inference import prepare
 
-        return resize_image(rgb, (6, 10), "stretch", (0.0, 0.0, 0.0))
+        return prepare(data, (6, 10), "stretch", (0.0, 0.0, 0.0), **limits)
 
 
 def save(image: Image.Image, fmt: str, **options) -> bytes:

@@ -83,6 +83,10 @@ def test_model_config_is_tritons_configuration_json(client):
     assert batching["max_queue_delay_microseconds"] == 20_000  # the service's 20 ms
     assert batching["preferred_batch_size"] == [1, 2, 4, 8]
     assert batching["default_queue_policy"]["max_queue_size"] == 64
+    parameters = config["parameters"]
+    assert (parameters["engine"], parameters["precision"]) == (
+        {"string_value": "tf"}, {"string_value": "fp32"},
+    )  # fmt: skip
 
 
 def test_infer_one_image_as_binary_gives_its_box_in_original_pixels(client):

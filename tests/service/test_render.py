@@ -180,11 +180,16 @@ def test_json_stays_the_default(service):
     assert response.headers["content-type"] == "application/json"
 
 
-def test_server_timing_header_reports_the_request_duration(service):
+def test_server_timing_header_reports_the_request_duration_and_its_stages(service):
     data = encode(rectangle_image(BOX, "red", SIZE), "PNG")
     response = post(service.http_url, data, "image/png")
-    name, _, duration = response.headers["server-timing"].partition(";dur=")
-    assert name == "detect" and float(duration) > 0
+    header = response.headers["server-timing"]
+    entries = [entry.strip().partition(";dur=") for entry in header.split(",")]
+    durations = {name: float(duration) for name, _, duration in entries}
+    assert list(durations) == ["detect", "decode", "queue", "model", "decoding", "serialisation"]
+    assert all(value >= 0 for value in durations.values())
+    # Each entry is rounded to 0.01 ms; the stages are parts of the whole.
+    assert sum(durations.values()) - durations["detect"] <= durations["detect"] + 0.05
 
 
 def test_render_of_a_corrupt_upload_is_a_json_error(service):

@@ -50,8 +50,8 @@ SERVE_WITHOUT_THEM = textwrap.dedent(
     import ssd_core
     from service.detector import load_detector
     detector = load_detector(ssd_core.embedded_models()["shapes"])
-    [outputs] = detector.predict_batch(np.zeros((1, *detector.input_size, 3), np.uint8))
-    print("served", sorted(outputs))
+    [image] = detector.predict_batch(np.zeros((1, *detector.input_size, 3), np.uint8))
+    print("served", sorted(image.outputs))
     """
 )
 

@@ -458,3 +458,88 @@ def test_unknown_batch_size_graph_equals_eager(method):
     )(logits, deltas)
     for key in ("boxes", "scores", "labels", "num_detections"):
         np.testing.assert_allclose(graph[key].numpy(), eager[key].numpy(), atol=1e-6)
+
+
+# --- per-call limits (a server's per-batch threshold and count) ---------------------------------
+
+
+def _limited_decoder(anchors, **decoder):
+    """One traced graph taking the threshold and the count as tensors, as an engine runs it."""
+    config = DecoderConfig(**decoder)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, NUM_ANCHORS, NUM_CLASSES), tf.float32),
+            tf.TensorSpec((None, NUM_ANCHORS, 4), tf.float32),
+            tf.TensorSpec((), tf.float32),
+            tf.TensorSpec((), tf.int32),
+        ]
+    )
+    def run(logits, deltas, threshold, count):
+        return decode_detections(
+            logits,
+            deltas,
+            anchors,
+            VARIANCES,
+            config,
+            score_threshold=threshold,
+            max_detections=count,
+        )
+
+    return run
+
+
+@pytest.mark.parametrize(("method", "top_k"), [("caffe", 200), ("fast", 250)])
+@pytest.mark.parametrize("score_thr", [0.01, 0.3, 0.6, 0.9, 0.99])
+def test_per_call_threshold_equals_a_decoder_built_with_it(method, top_k, score_thr):
+    # Thresholds from "every class has hundreds of candidates" (the full top_k) to "a handful"
+    # (the SMALL_TOP_K shortcut) through one graph: both paths equal the NumPy reference.
+    logits, deltas, anchors = _random_inputs(21)
+    run = _limited_decoder(anchors, method=method, top_k=top_k, max_detections=100)
+    out = run(logits, deltas, tf.constant(score_thr, tf.float32), tf.constant(100))
+    reference = _np_reference(logits, deltas, anchors, method, score_thr, 0.45, top_k, 100)
+    _assert_matches_reference(out, reference, 100)
+
+
+@pytest.mark.parametrize("method", ["caffe", "fast"])
+def test_per_call_max_detections_keeps_the_best_and_zero_pads_the_rest(method):
+    logits, deltas, anchors = _random_inputs(22)
+    run = _limited_decoder(anchors, method=method, top_k=100, max_detections=50)
+    full = run(logits, deltas, tf.constant(0.05), tf.constant(50))
+    few = run(logits, deltas, tf.constant(0.05), tf.constant(3))
+    assert few["boxes"].shape == (BATCH, 50, 4)
+    np.testing.assert_array_equal(few["num_detections"], np.minimum(full["num_detections"], 3))
+    np.testing.assert_array_equal(few["scores"][:, :3], full["scores"][:, :3])
+    np.testing.assert_array_equal(few["labels"][:, :3], full["labels"][:, :3])
+    np.testing.assert_array_equal(few["boxes"][:, :3], full["boxes"][:, :3])
+    assert not np.any(few["scores"][:, 3:]) and not np.any(few["boxes"][:, 3:])
+
+
+def test_small_top_k_shortcut_is_taken_only_when_every_candidate_fits():
+    from ssd_core.postprocess import SMALL_TOP_K, _most_candidates
+
+    scores = np.zeros((2, NUM_ANCHORS, 3), np.float32)
+    scores[1, : SMALL_TOP_K + 1, 2] = 0.5  # one class of one image: one candidate too many
+    assert int(_most_candidates(tf.constant(scores), tf.constant(0.4), "caffe")) == SMALL_TOP_K + 1
+    assert int(_most_candidates(tf.constant(scores), tf.constant(0.5), "caffe")) == 0
+    scores[1, 0, 0] = 0.45  # best-class scores per anchor: still SMALL_TOP_K + 1 above 0.4
+    assert int(_most_candidates(tf.constant(scores), tf.constant(0.4), "fast")) == SMALL_TOP_K + 1
+
+
+def test_per_call_limits_compile_under_xla():
+    logits, deltas, anchors = _random_inputs(23)
+    config = DecoderConfig(top_k=100, max_detections=40)
+
+    def run(c, b, t, k):
+        return decode_detections(
+            c, b, anchors, VARIANCES, config, score_threshold=t, max_detections=k
+        )
+
+    eager = run(logits, deltas, 0.3, 10)
+    compiled = tf.function(run, jit_compile=True)(
+        tf.constant(logits), tf.constant(deltas), tf.constant(0.3), tf.constant(10)
+    )
+    for key in ("num_detections", "labels"):
+        np.testing.assert_array_equal(compiled[key].numpy(), eager[key].numpy())
+    for key in ("boxes", "scores"):
+        np.testing.assert_allclose(compiled[key].numpy(), eager[key].numpy(), atol=1e-6)

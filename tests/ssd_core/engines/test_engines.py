@@ -22,6 +22,7 @@ from ssd_core.engines import (
     registry,
     resolve,
 )
+from ssd_core.engines.tf_engine import limit_outputs
 from tests.reference.face_files import read_photo_rgb
 from tests.ssd_core.engines.parity import assert_same_detections
 
@@ -88,6 +89,49 @@ def test_engine_gives_the_tf_reference_detections(
     reference = references[model_name]
     assert reference["num_detections"].sum() > 0
     assert_same_detections(reference, outputs, model.decoder_config.score_threshold)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("model_name", ["face", "shapes"])
+def test_engine_decodes_at_the_calls_threshold_and_count(
+    engine, model_name, models, model_files, batches, references
+):
+    # The service's per-batch limits reach the in-graph decoder: the same detections as
+    # decoding at the model's floor and keeping the best `count` scoring above the threshold.
+    _skip_unless_installed(engine)
+    model = models[model_name]
+    runner = create_engine(model, engine, model_path=model_files[model_name])
+    outputs = runner.run(batches[model_name], score_threshold=0.3, max_detections=2)
+    expected = limit_outputs(references[model_name], 0.3, 2)
+    assert expected["num_detections"].sum() > 0
+    assert_same_detections(expected, outputs, 0.3)
+    assert outputs["boxes"].shape == references[model_name]["boxes"].shape  # still K rows
+    assert runner.last_times.network_s > 0 and runner.last_times.decoding_s > 0
+
+
+def test_engine_refuses_limits_its_decoder_cannot_honour(models):
+    runner = create_engine(models["shapes"], "tf")
+    images = np.zeros((1, *models["shapes"].ssd_config.image_size, 3), np.uint8)
+    with pytest.raises(ValueError, match="score_threshold must be >= 0.01"):
+        runner.run(images, score_threshold=0.001)
+    with pytest.raises(ValueError, match=r"max_detections must be in 1\.\.200"):
+        runner.run(images, max_detections=201)
+
+
+def test_limit_outputs_keeps_the_leading_rows_above_the_threshold():
+    outputs = {
+        "boxes": np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4),
+        "scores": np.array([[0.9, 0.5, 0.2], [0.4, 0.0, 0.0]], np.float32),
+        "labels": np.array([[1, 2, 3], [2, 0, 0]], np.int32),
+        "num_detections": np.array([3, 1], np.int32),
+    }
+    limited = limit_outputs(outputs, 0.45, 5)
+    np.testing.assert_array_equal(limited["num_detections"], [2, 0])
+    np.testing.assert_array_equal(limited["scores"], np.float32([[0.9, 0.5, 0], [0, 0, 0]]))
+    np.testing.assert_array_equal(limited["labels"], [[1, 2, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(limited["boxes"][0, :2], outputs["boxes"][0, :2])
+    assert not limited["boxes"][0, 2:].any() and not limited["boxes"][1].any()
+    np.testing.assert_array_equal(limit_outputs(outputs, 0.1, 1)["num_detections"], [1, 1])
 
 
 def test_reference_finds_the_astronaut_face(references):

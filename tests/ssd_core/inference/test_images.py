@@ -14,12 +14,14 @@ from ssd_core.inference.images import (
     ImageDecodeError,
     ImageTooLargeError,
     decode_image,
+    decode_scaled,
     decoded_size_bytes,
     read_image,
 )
 from tests.service.test_load import png_declaring
 
 LIMITS = {"max_bytes": 1_000_000, "max_pixels": 1_000_000}
+BIG_LIMITS = {"max_bytes": 50_000_000, "max_pixels": 50_000_000}
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (12, 20, 3), dtype=np.uint8)
 
@@ -149,3 +151,92 @@ def test_read_image_names_the_file_it_cannot_decode(tmp_path):
     path.write_bytes(save(Image.fromarray(RGB), "PNG")[:-30])
     with pytest.raises(ImageDecodeError, match=f"{path}: corrupt or truncated"):
         read_image(path)
+
+
+# --- reduced DCT scale (decode_scaled) -----------------------------------------------------------
+
+
+def smooth_image(height: int, width: int) -> np.ndarray:
+    """A smooth RGB gradient (JPEG keeps it well at any scale)."""
+    y, x = np.mgrid[0:height, 0:width]
+    channels = [x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)]
+    return np.stack(channels, -1).astype(np.uint8)
+
+
+def needs(height: int, width: int):
+    """A `needed` callback asking for at least (height, width), recording what it was asked."""
+    asked = []
+
+    def needed(original_h: int, original_w: int) -> tuple[int, int]:
+        asked.append((original_h, original_w))
+        return height, width
+
+    needed.asked = asked  # type: ignore[attr-defined]
+    return needed
+
+
+@pytest.mark.parametrize(
+    ("size", "need", "reduction", "decoded"),
+    [
+        ((480, 640), (300, 300), 1, (480, 640)),  # 1.6x: under twice the input, full size
+        ((480, 640), (128, 208), 2, (240, 320)),  # 3x wide, 3.75x high: 1/2
+        ((3000, 4000), (300, 300), 8, (375, 500)),  # 10x: 1/8
+        ((1081, 1921), (128, 208), 8, (136, 241)),  # odd sizes: rounded up
+        ((1080, 1920), (300, 300), 2, (540, 960)),  # 3.6x: 1/2 (1/4 would give 270 < 300)
+    ],
+)
+def test_large_jpeg_decodes_at_the_largest_reduction_keeping_the_needed_size(
+    size, need, reduction, decoded
+):
+    data = save(Image.fromarray(smooth_image(*size)), "JPEG", quality=90)
+    result = decode_scaled(data, **BIG_LIMITS, needed=needs(*need))
+    assert result.reduction == reduction
+    assert result.pixels.shape == (*decoded, 3)
+    assert (result.height, result.width) == size  # the original's size
+
+
+def test_reduced_decode_is_close_to_the_full_decode_downscaled():
+    image = smooth_image(1200, 1600)
+    data = save(Image.fromarray(image), "JPEG", quality=95)
+    result = decode_scaled(data, **BIG_LIMITS, needed=needs(150, 200))
+    assert result.reduction == 8
+    full = decode_image(data, **BIG_LIMITS).astype(np.float64)
+    area_mean = full.reshape(150, 8, 200, 8, 3).mean(axis=(1, 3))  # each 8x8 block's mean
+    assert np.abs(result.pixels - area_mean).mean() < 2.0
+
+
+def test_reduced_decode_of_a_rotated_jpeg_asks_for_the_upright_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 800 wide x 400 high, shown 400 wide x 800 high
+    data = save(Image.fromarray(smooth_image(400, 800)), "JPEG", exif=exif.tobytes())
+    needed = needs(300, 100)  # (height, width) of the upright image: 800 / 300 = 2.67x, 4x
+    result = decode_scaled(data, **BIG_LIMITS, needed=needed)
+    assert needed.asked == [(800, 400)]
+    assert result.reduction == 2
+    assert (result.height, result.width) == (800, 400)
+    assert result.pixels.shape == (400, 200, 3)
+    full = decode_image(data, **BIG_LIMITS)
+    np.testing.assert_allclose(result.pixels[::50, ::50], full[::100, ::100], atol=40)
+
+
+def test_png_is_never_reduced():
+    data = save(Image.fromarray(smooth_image(600, 800)), "PNG")
+    result = decode_scaled(data, **BIG_LIMITS, needed=needs(100, 100))
+    assert result.reduction == 1 and result.pixels.shape == (600, 800, 3)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) is patched to declare width x height."""
+    data = bytearray(save(Image.fromarray(RGB), "JPEG"))
+    sof = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "message"),
+    [(60000, 60000, "too many pixels"), (2000, 1500, "the limit is 1000000 pixels")],
+)
+def test_a_reduced_decode_still_refuses_a_bomb_from_its_header(width, height, message):
+    with pytest.raises(ImageTooLargeError, match=message):
+        decode_scaled(jpeg_declaring(width, height), **LIMITS, needed=needs(10, 10))

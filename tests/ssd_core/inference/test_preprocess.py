@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from ssd_core.inference.preprocess import place, resize_image
+from ssd_core.inference.images import decode_image
+from ssd_core.inference.preprocess import place, prepare, resize_image
 
 MEAN = (123.0, 117.0, 104.0)
 RED = (255, 0, 0)
@@ -96,3 +100,55 @@ def test_bad_arguments_are_refused(arguments, message):
 def test_resize_refuses_a_non_rgb_array():
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB"):
         resize_image(np.zeros((4, 4), np.uint8), (2, 2), "stretch", MEAN)
+
+
+# --- prepare: encoded bytes, a large JPEG decoded at a reduced DCT scale -------------------------
+
+
+def jpeg(image: np.ndarray, orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("policy", ["stretch", "letterbox"])
+@pytest.mark.parametrize(
+    ("height", "width", "input_size", "box"),
+    [
+        (3000, 4000, (300, 300), (1210, 805, 2630, 2210)),  # 1/8
+        (1081, 1923, (128, 208), (301, 77, 1000, 600)),  # 1/8, sizes not multiples of 8
+        (480, 640, (128, 208), (100, 50, 400, 300)),  # 1/2
+        (480, 640, (300, 300), (100, 50, 400, 300)),  # full size
+    ],
+)
+def test_prepared_box_maps_back_to_the_original_pixels(height, width, input_size, box, policy):
+    pixels, placement = prepare(jpeg(drawn(height, width, box)), input_size, policy, MEAN)
+    assert pixels.shape == (*input_size, 3)
+    assert (placement.height, placement.width) == (height, width)
+    mapped = placement.to_original(found_box(pixels)[None])[0]
+    # One model-input pixel, in original pixels: what the resize itself can resolve.
+    tolerance = 1.0 / min(placement.scale_x, placement.scale_y)
+    np.testing.assert_allclose(mapped, box, atol=tolerance)
+
+
+def test_prepared_rotated_jpeg_maps_back_to_the_upright_original():
+    stored = drawn(1200, 1600, (100, 300, 500, 700))  # shown rotated 90 CW: 1200 wide x 1600 high
+    pixels, placement = prepare(jpeg(stored, orientation=6), (300, 300), "stretch", MEAN)
+    assert (placement.width, placement.height) == (1200, 1600)
+    mapped = placement.to_original(found_box(pixels)[None])[0]
+    # Rotating 90 CW maps stored (x, y) to shown (1200 - y, x).
+    np.testing.assert_allclose(mapped, (1200 - 700, 100, 1200 - 300, 500), atol=6.0)
+
+
+def test_prepare_equals_resize_of_the_full_decode_when_not_reduced():
+    image = drawn(480, 640, (100, 50, 400, 300))
+    data = jpeg(image)
+    pixels, placement = prepare(data, (300, 300), "stretch", MEAN)
+    expected, expected_placement = resize_image(
+        decode_image(data, max_bytes=10**8, max_pixels=10**8), (300, 300), "stretch", MEAN
+    )
+    np.testing.assert_array_equal(pixels, expected)
+    assert placement == expected_placement
