@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError
 from ssd_core.engines.cache import ArtifactCache
+from ssd_core.engines.host import cpu_has_amx
 from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
@@ -76,15 +77,6 @@ def check_available(engine: str) -> None:
 def available_engines() -> list[str]:
     """The engines whose packages are installed, in `ENGINES` order."""
     return [engine for engine in ENGINES if not missing_packages(engine)]
-
-
-def cpu_has_amx() -> bool:
-    """True if the CPU reports AMX bf16 tiles (`amx_bf16` in /proc/cpuinfo flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(" amx_bf16" in line for line in text.splitlines() if line.startswith("flags"))
 
 
 def check_choice(engine: str, precision: str) -> None:
