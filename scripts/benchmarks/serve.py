@@ -89,19 +89,21 @@ def main(args: argparse.Namespace) -> int:
         model_path = (
             _tiny_model(Path(tmp)) if args.quick and not args.model_path else args.model_path
         )
-        reference = [] if args.no_reference else [_reference(model_path, args, image)]
+        reference: list[dict[str, Any]] = []
         rows = []
         for mode, batch_size in (("batching on", args.max_batch_size), ("batching off", 1)):
             with _Service(model_path, batch_size, args.max_batch_delay_ms, args) as service:
                 engine = service.engine()
+                if not args.no_reference and not reference:  # the service idles meanwhile
+                    reference.append(_reference(model_path, engine, image))
                 for concurrency in levels:
                     row = asyncio.run(_measure(service, args, concurrency, image))
                     rows.append({"mode": mode, "max_batch_size": batch_size, **row})
                     logger.info("%s", rows[-1])
         if reference:
-            reference.append(_reference(model_path, args, image))
+            reference.append(_reference(model_path, engine, image))
     print(_table(rows, args.protocol))
-    print(f"\nengine: {engine}")
+    print(f"\nengine: {engine['detail']}")
     from ssd_core.engines.host import cpu_name
 
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.platform()}")
@@ -120,17 +122,17 @@ def main(args: argparse.Namespace) -> int:
     return 0 if all(r["requests"] > 0 for r in rows) else 1
 
 
-def _reference(model_path: Path | None, args: argparse.Namespace, image: bytes) -> dict[str, Any]:
-    """The served model on the service's engine in this process: batch-1 ms, batch-16
-    images/s (at the service's default threshold 0.3), and the client image's decode + resize
-    ms; each the best of 5 rounds of about a second."""
+def _reference(model_path: Path | None, served: dict[str, str], image: bytes) -> dict[str, Any]:
+    """The served model on the service's engine (`served`: /model's `engine`) in this
+    process: batch-1 ms, batch-16 images/s (at the service's default threshold 0.3), and the
+    client image's decode + resize ms; each the best of 5 rounds of about a second."""
     import ssd_core
     from ssd_core.engines import create_engine
     from ssd_core.inference import Predictor, load_inference_model
 
     path = model_path or ssd_core.default_model_path()
     model = load_inference_model(path)
-    engine = create_engine(model, args.engine or "auto", args.precision or "auto", model_path=path)
+    engine = create_engine(model, served["name"], served["precision"], model_path=path)
     predictor = Predictor(engine)
     height, width = predictor.input_size
     threshold = max(0.3, model.decoder_config.score_threshold)
@@ -257,11 +259,12 @@ class _Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
 
-    def engine(self) -> str:
-        """What runs the served model (`GET /model`: engine detail)."""
+    def engine(self) -> dict[str, str]:
+        """What runs the served model (`GET /model`: engine name, precision, detail)."""
         import httpx
 
-        return str(httpx.get(f"{self.url}/model", timeout=10).json()["engine"]["detail"])
+        engine: dict[str, str] = httpx.get(f"{self.url}/model", timeout=10).json()["engine"]
+        return engine
 
     def stats(self) -> dict[str, float]:
         """Sums and counts of the batch-size and stage histograms, over all models: keys
