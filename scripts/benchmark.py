@@ -1,7 +1,8 @@
-"""Benchmarks: model forward throughput, the training input pipeline, the served API.
+"""Benchmarks: inference engines, the image path, the training input pipeline, the served API.
 
 Examples:
     python scripts/benchmark.py model --preset ssd300_voc --batch-sizes 1,8
+    python scripts/benchmark.py image           # JPEG decode + resize, full vs reduced DCT
     python scripts/benchmark.py data --preset ssd300_voc
     python scripts/benchmark.py serve --protocol http --concurrency 1,4,16,64 --duration 10
 Every subcommand has a `--quick` mode that the test suite runs.
@@ -21,6 +22,7 @@ SUBCOMMANDS = {
     "model": "benchmarks.model",
     "data": "benchmarks.data",
     "serve": "benchmarks.serve",
+    "image": "benchmarks.image",
 }
 
 

@@ -36,11 +36,13 @@ class EngineSetting:
         precision: `auto`, `fp32`, `bf16`, `float16` or `int8`.
         cache_dir: converted networks of a model whose folder is not writable; None: the
             system temp dir's `ssd_engines`.
+        batch_sizes: what `auto` times the engines at on a CPU: 1 and the batcher's largest.
     """
 
     engine: str = "tf"
     precision: str = "auto"
     cache_dir: Path | None = None
+    batch_sizes: tuple[int, ...] = (1, 8)
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,12 @@ def load_detector(
     except Exception as error:  # Keras raises many types for a bad file; one line names it
         raise load_error(model_path, error) from error
     runner = create_engine(
-        model, engine.engine, engine.precision, model_path=model_path, cache_dir=engine.cache_dir
+        model,
+        engine.engine,
+        engine.precision,
+        model_path=model_path,
+        cache_dir=engine.cache_dir,
+        batch_sizes=engine.batch_sizes,
     )
     logger.info("model %s runs on %s", model_path, runner.describe())
     return Detector(Predictor(runner), version or file_digest(model_path)[:12])

@@ -419,7 +419,8 @@ def _catalogue_for(settings: Settings) -> tuple[Catalogue | None, Loader | None]
 
     def engine(name: str | None) -> EngineSetting:
         chosen, precision = settings.engine_for(name)
-        return EngineSetting(chosen, precision, settings.engine_cache_dir)
+        sizes = tuple(sorted({1, settings.max_batch_size}))
+        return EngineSetting(chosen, precision, settings.engine_cache_dir, sizes)
 
     if settings.model_repository is not None:
         return DirectoryCatalogue(settings.model_repository, engine), None

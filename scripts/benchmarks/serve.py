@@ -14,6 +14,15 @@ Prometheus metrics. Latency is client-side, end to end; errors are counted, not 
 Protocols: `http` (POST /detect), `grpc` (ssd.v1.Detect), and the Open Inference Protocol as
 tritonclient sends it: `oip-http` (POST /v2/models/{m}/infer, binary tensor data, binary
 outputs) and `oip-grpc` (ModelInfer with raw_input_contents); one image per request.
+
+Where a request's time goes: each row also gives the server-side mean of every stage
+(`ssd_request_stage_seconds` from `/metrics`: decode, queue, model, decoding, serialisation;
+ms per request over the timed window). The engine is the service's (`--engine`,
+`--precision`: SSD_ENGINE / SSD_PRECISION; default: the service's `auto`). Before and after
+the services run, the benchmark times the same model on the same engine in its own process
+(`Engine.run` at the service's default threshold 0.3: batch 1 ms and batch 16 images/s) and
+the client image's decode + resize (`Predictor.prepare`), and prints the service against
+them: one-client latency / (model batch 1 + image), throughput / model batch-16 images/s.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ logger = logging.getLogger("benchmark.serve")
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS = ("http", "grpc", "oip-http", "oip-grpc")
 QUICK = {"concurrency": "1,4", "duration": 1.0, "warmup": 0.3, "image_size": "120x160"}
+# The request stages the service times (`service.runtime.STAGES`).
+STAGES = ("decode", "queue", "model", "decoding", "serialisation")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=16, help="batching-on batch size")
     parser.add_argument("--max-batch-delay-ms", type=float, default=0.0)
     parser.add_argument("--image-size", default="480x640", help="HxW of the client JPEG")
+    parser.add_argument("--engine", help="SSD_ENGINE of the service; default: its default (auto)")
+    parser.add_argument("--precision", help="SSD_PRECISION of the service")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip timing the model in this process"
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument(
         "--quick",
@@ -73,24 +89,131 @@ def main(args: argparse.Namespace) -> int:
         model_path = (
             _tiny_model(Path(tmp)) if args.quick and not args.model_path else args.model_path
         )
+        reference: list[dict[str, Any]] = []
         rows = []
         for mode, batch_size in (("batching on", args.max_batch_size), ("batching off", 1)):
-            with _Service(model_path, batch_size, args.max_batch_delay_ms) as service:
+            with _Service(model_path, batch_size, args.max_batch_delay_ms, args) as service:
+                engine = service.engine()
+                if not args.no_reference and not reference:  # the service idles meanwhile
+                    reference.append(_reference(model_path, engine, image))
                 for concurrency in levels:
                     row = asyncio.run(_measure(service, args, concurrency, image))
                     rows.append({"mode": mode, "max_batch_size": batch_size, **row})
                     logger.info("%s", rows[-1])
+        if reference:
+            reference.append(_reference(model_path, engine, image))
     print(_table(rows, args.protocol))
-    print(f"\nmachine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.platform()}")
+    print(f"\nengine: {engine['detail']}")
+    from ssd_core.engines.host import cpu_name
+
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.platform()}")
+    summary = _against_reference(rows, reference)
+    for line in summary.get("lines", []):
+        print(line)
     if args.out:
-        args.out.write_text(json.dumps({"protocol": args.protocol, "rows": rows}, indent=2))
+        report = {
+            "protocol": args.protocol,
+            "engine": engine,
+            "rows": rows,
+            "reference": reference,
+            "summary": {k: v for k, v in summary.items() if k != "lines"},
+        }
+        args.out.write_text(json.dumps(report, indent=2))
     return 0 if all(r["requests"] > 0 for r in rows) else 1
+
+
+def _reference(model_path: Path | None, served: dict[str, str], image: bytes) -> dict[str, Any]:
+    """The served model on the service's engine (`served`: /model's `engine`) in this
+    process: batch-1 ms, batch-16 images/s (at the service's default threshold 0.3), and the
+    client image's decode + resize ms; each the best of 5 rounds of about a second."""
+    import ssd_core
+    from ssd_core.engines import create_engine
+    from ssd_core.inference import Predictor, load_inference_model
+
+    path = model_path or ssd_core.default_model_path()
+    model = load_inference_model(path)
+    engine = create_engine(model, served["name"], served["precision"], model_path=path)
+    predictor = Predictor(engine)
+    height, width = predictor.input_size
+    threshold = max(0.3, model.decoder_config.score_threshold)
+    batches = {size: np.zeros((size, height, width, 3), np.uint8) for size in (1, 16)}
+    prepared = predictor.prepare(image)[0]
+    for batch in batches.values():
+        batch[:] = prepared
+        predictor.run(batch, threshold)  # warm-up: tracing and XLA compilation
+    seconds = {
+        "batch1": _best(lambda: predictor.run(batches[1], threshold)),
+        "batch16": _best(lambda: predictor.run(batches[16], threshold)),
+        "image": _best(lambda: predictor.prepare(image)),
+    }
+    return {
+        "engine": engine.describe(),
+        "batch1_ms": 1000 * seconds["batch1"],
+        "batch16_images_per_second": 16 / seconds["batch16"],
+        "image_ms": 1000 * seconds["image"],
+    }
+
+
+def _best(call: Any, rounds: int = 5, seconds: float = 1.0) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        calls, started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - started < seconds:
+            call()
+            calls += 1
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best
+
+
+def _against_reference(
+    rows: list[dict[str, Any]], reference: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The service against the model's own numbers (the mean of the runs before and after)."""
+    if not reference:
+        return {}
+    batch1 = float(np.mean([r["batch1_ms"] for r in reference]))
+    batch16 = float(np.mean([r["batch16_images_per_second"] for r in reference]))
+    image_ms = float(np.mean([r["image_ms"] for r in reference]))
+    summary: dict[str, Any] = {
+        "model_batch1_ms": batch1,
+        "model_batch16_images_per_second": batch16,
+        "image_ms": image_ms,
+        "lines": [
+            f"model in this process ({reference[0]['engine']}): batch 1 {batch1:.2f} ms, "
+            f"batch 16 {batch16:.1f} images/s; client image decode + resize {image_ms:.2f} ms "
+            f"(mean of before and after the services ran)"
+        ],
+    }
+    on = [r for r in rows if r["mode"] == "batching on"]
+    one = next((r for r in on if r["concurrency"] == 1), None)
+    if one is not None:
+        ratio = one["p50_ms"] / (batch1 + image_ms)
+        summary["one_client_p50_over_model_and_image"] = ratio
+        summary["lines"].append(
+            f"one client: p50 {one['p50_ms']:.2f} ms = {ratio:.2f}x (model batch 1 + image "
+            f"{batch1 + image_ms:.2f} ms)"
+        )
+    most = max(on, key=lambda r: r["concurrency"], default=None)
+    if most is not None and most["concurrency"] > 1:
+        ratio = most["throughput_rps"] / batch16
+        summary["throughput_over_model_batch16"] = ratio
+        summary["lines"].append(
+            f"{most['concurrency']} clients: {most['throughput_rps']:.1f} req/s = {ratio:.2f}x "
+            f"the model's batch-16 {batch16:.1f} images/s"
+        )
+    return summary
 
 
 class _Service:
     """`python -m service` on free ports; SIGTERM on exit."""
 
-    def __init__(self, model_path: Path | None, max_batch_size: int, delay_ms: float) -> None:
+    def __init__(
+        self,
+        model_path: Path | None,
+        max_batch_size: int,
+        delay_ms: float,
+        args: argparse.Namespace,
+    ) -> None:
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.env = {
             **os.environ,
@@ -105,6 +228,10 @@ class _Service:
         }
         if model_path is not None:
             self.env["SSD_MODEL_PATH"] = str(model_path)
+        if args.engine:
+            self.env["SSD_ENGINE"] = args.engine
+        if args.precision:
+            self.env["SSD_PRECISION"] = args.precision
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -132,16 +259,30 @@ class _Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
 
-    def batch_stats(self) -> tuple[float, float]:
-        """(sum, count) of the ssd_batch_size histogram."""
+    def engine(self) -> dict[str, str]:
+        """What runs the served model (`GET /model`: engine name, precision, detail)."""
+        import httpx
+
+        engine: dict[str, str] = httpx.get(f"{self.url}/model", timeout=10).json()["engine"]
+        return engine
+
+    def stats(self) -> dict[str, float]:
+        """Sums and counts of the batch-size and stage histograms, over all models: keys
+        `batch_sum`, `batch_count`, `<stage>_sum`, `<stage>_count`."""
         import httpx
         from prometheus_client.parser import text_string_to_metric_families
 
         values: dict[str, float] = {}
         for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics").text):
             for sample in family.samples:
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value  # all models
-        return values.get("ssd_batch_size_sum", 0.0), values.get("ssd_batch_size_count", 0.0)
+                if sample.name.startswith("ssd_batch_size_"):
+                    key = "batch_" + sample.name.rsplit("_", 1)[1]
+                elif sample.name.startswith("ssd_request_stage_seconds_"):
+                    key = f"{sample.labels['stage']}_{sample.name.rsplit('_', 1)[1]}"
+                else:
+                    continue
+                values[key] = values.get(key, 0.0) + sample.value
+        return values
 
 
 async def _measure(
@@ -150,12 +291,22 @@ async def _measure(
     send, close = await _client(service, args.protocol, image)
     try:
         await _run_clients(send, concurrency, args.warmup)
-        before = service.batch_stats()
+        before = service.stats()
         latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
-        after = service.batch_stats()
+        after = service.stats()
     finally:
         await close()
-    batches = after[1] - before[1]
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    batches = delta("batch_count")
+    stages = {
+        f"{stage}_ms": 1000 * delta(f"{stage}_sum") / delta(f"{stage}_count")
+        if delta(f"{stage}_count")
+        else float("nan")
+        for stage in STAGES
+    }
     lat_ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
     return {
         "protocol": args.protocol,
@@ -166,7 +317,8 @@ async def _measure(
         "p50_ms": float(np.percentile(lat_ms, 50)),
         "p95_ms": float(np.percentile(lat_ms, 95)),
         "p99_ms": float(np.percentile(lat_ms, 99)),
-        "mean_batch": (after[0] - before[0]) / batches if batches else float("nan"),
+        "mean_batch": delta("batch_sum") / batches if batches else float("nan"),
+        **stages,
     }
 
 
@@ -311,24 +463,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _table(rows: list[dict[str, Any]], protocol: str) -> str:
     lines = [
-        f"| mode ({protocol}) | clients | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| mode ({protocol}) | clients | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors "
+        "| decode | queue | model | decoding | serialisation |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        stages = " | ".join(f"{r[f'{stage}_ms']:.2f}" for stage in STAGES)
         lines.append(
             f"| {r['mode']} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} "
-            f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.2f} | {r['errors']} |"
+            f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.2f} | {r['errors']} "
+            f"| {stages} |"
         )
+    lines.append("(the last five columns: server-side ms per request, ssd_request_stage_seconds)")
     return "\n".join(lines)

@@ -3,10 +3,13 @@
 Names: `tf`, `tf-xla`, `onnxruntime`, `openvino`, and `auto`:
 
 - on a GPU: `tf-xla`, in float16 mixed precision where the GPU has tensor cores (compute
-  capability >= 7.0), else fp32 (not measured here: this project's machines have no GPU);
-- on a CPU: the first installed of `openvino`, `onnxruntime`, `tf`, the order measured on the
-  project's 2-core AVX-512 Xeon (README, "Engines"); in bf16 only where the CPU has AMX
-  (`amx_bf16` in /proc/cpuinfo), where OpenVINO's bf16 was measured 2.6x its fp32, else fp32.
+  capability >= 7.0), else fp32 (not measured: this project's machines have no GPU);
+- on a CPU: `create_engine` times the installed CPU engines (`openvino`, `onnxruntime`, `tf`)
+  on the model once per host and keeps the fastest (`ssd_core.engines.auto`; no fixed order
+  held on the project's 2-vCPU AVX-512 VM, README "Inference engines"); `resolve` names the
+  first installed of that list, the choice when only one runs and what a tie goes to. The
+  precision is fp32, bf16 only for OpenVINO on a CPU with AMX (`amx_bf16`): without AMX,
+  bf16 ran slower than fp32 in TF and OpenVINO alike on AVX512_BF16.
 
 A precision given explicitly (not "auto") always wins over the rule.
 """
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError
 from ssd_core.engines.cache import ArtifactCache
+from ssd_core.engines.host import cpu_has_amx
 from ssd_core.model import SSD
 
 logger = logging.getLogger(__name__)
@@ -76,15 +81,6 @@ def check_available(engine: str) -> None:
 def available_engines() -> list[str]:
     """The engines whose packages are installed, in `ENGINES` order."""
     return [engine for engine in ENGINES if not missing_packages(engine)]
-
-
-def cpu_has_amx() -> bool:
-    """True if the CPU reports AMX bf16 tiles (`amx_bf16` in /proc/cpuinfo flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(" amx_bf16" in line for line in text.splitlines() if line.startswith("flags"))
 
 
 def check_choice(engine: str, precision: str) -> None:
@@ -154,15 +150,17 @@ def create_engine(
     *,
     model_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    batch_sizes: Sequence[int] = (1, 8),
 ) -> Engine:
     """The engine that runs the inference-mode `model`.
 
     Args:
         model: an inference-mode SSD (`ssd_core.to_inference` makes one).
-        engine: one of `ENGINE_CHOICES`.
+        engine: one of `ENGINE_CHOICES`; "auto" on a CPU measures (`ssd_core.engines.auto`).
         precision: "auto" (see `resolve`) or one of `ssd_core.engines.PRECISIONS`.
         model_path: the `.keras` file `model` came from: the cache key of converted networks.
         cache_dir: where converted networks go when the model's folder is not writable.
+        batch_sizes: the batch sizes "auto" times the engines at (a server's 1 and largest).
 
     Raises:
         EngineUnavailableError: the engine's packages or its quantised network are missing.
@@ -171,14 +169,45 @@ def create_engine(
     if not isinstance(model, SSD) or model.mode != "inference":
         raise ValueError("engines run an inference-mode ssd_core SSD (see to_inference)")
     choice = resolve(engine, precision)
+    if choice.engine in ("tf", "tf-xla") and engine != "auto":
+        return _build(model, choice, None)
+    cache = ArtifactCache(model, model_path, Path(cache_dir) if cache_dir else None)
+    if engine == "auto" and choice.engine != "tf-xla":  # a CPU: measure the installed engines
+        from ssd_core.engines.auto import choose
+
+        candidates = [
+            name
+            for name in CPU_PREFERENCE
+            if not missing_packages(name)
+            and (precision == "auto" or precision in ENGINE_PRECISIONS[name])
+        ]
+        return choose(
+            lambda name: _build(model, resolve(name, _auto_precision(name, precision)), cache),
+            candidates,
+            cache,
+            precision,
+            batch_sizes,
+        )
+    return _build(model, choice, cache)
+
+
+def _auto_precision(engine: str, precision: str) -> str:
+    """The precision "auto" gives `engine` on a CPU (see the module docstring)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if engine == "openvino" and cpu_has_amx() else "fp32"
+
+
+def _build(model: SSD, choice: EngineChoice, cache: ArtifactCache | None) -> Engine:
+    """The engine of a resolved choice; `cache` may be None for the TF engines only."""
     check_available(choice.engine)
-    logger.info("engine %s: %s %s", engine, choice.engine, choice.precision)
+    logger.info("engine %s %s", choice.engine, choice.precision)
     if choice.engine in ("tf", "tf-xla"):
         from ssd_core.engines.tf_engine import TFEngine, XLAEngine
 
         cls = TFEngine if choice.engine == "tf" else XLAEngine
         return cls(model, choice.precision)
-    cache = ArtifactCache(model, model_path, Path(cache_dir) if cache_dir else None)
+    assert cache is not None, "converted engines need the model's cache"
     if choice.engine == "onnxruntime":
         from ssd_core.engines.onnxruntime_engine import OnnxRuntimeEngine
 

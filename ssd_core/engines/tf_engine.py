@@ -60,13 +60,13 @@ class TFEngine(Engine):
             outputs = served(images, training=False)
             return {key: outputs[key] for key in keys}
 
-        self._forward = forward
+        self._forward = forward.get_concrete_function()  # see TFDecoder: cheaper calls
         self.decoder = (
             None if self.whole else TFDecoder(self.config, self.decoder_config, jit_decoder)
         )
 
     def network(self, images: np.ndarray) -> tuple[Any, Any]:
-        outputs = self._forward(images)
+        outputs = self._forward(tf.constant(images))
         return outputs[fields.CLS_LOGITS], outputs[fields.BBOX_REGRESSION]
 
     def decode(
@@ -86,7 +86,7 @@ class TFEngine(Engine):
         pixels = self.check_images(images)
         threshold, count = self.limits(score_threshold, max_detections)
         started = time.perf_counter()
-        outputs = {key: value.numpy() for key, value in self._forward(pixels).items()}
+        outputs = {key: value.numpy() for key, value in self._forward(tf.constant(pixels)).items()}
         self.last_times = StageTimes(time.perf_counter() - started, 0.0)
         return limit_outputs(outputs, float(threshold), int(count))
 

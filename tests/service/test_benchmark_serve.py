@@ -19,7 +19,8 @@ import benchmark  # noqa: E402
 def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     out = tmp_path / "serve.json"
     code = benchmark.main(["serve", "--quick", "--protocol", protocol, "--out", str(out)])
-    rows = json.loads(out.read_text())["rows"]
+    report = json.loads(out.read_text())
+    rows = report["rows"]
     assert code == 0
     assert [(r["mode"], r["concurrency"]) for r in rows] == [
         ("batching on", 1), ("batching on", 4), ("batching off", 1), ("batching off", 4),
@@ -27,3 +28,14 @@ def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
     assert all(r["mean_batch"] == 1.0 for r in rows if r["mode"] == "batching off")
     assert all(r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in rows)
+    # Where the time went, server side: every stage measured (OIP answers: no serialisation).
+    stages = ("decode", "queue", "model", "decoding")
+    assert all(r[f"{stage}_ms"] >= 0 for r in rows for stage in stages)
+    assert all(r["model_ms"] > 0 for r in rows)
+    # The model's own numbers, timed before and after, and the service against them.
+    assert len(report["reference"]) == 2
+    summary = report["summary"]
+    assert summary["model_batch1_ms"] > 0 and summary["image_ms"] > 0
+    assert summary["one_client_p50_over_model_and_image"] > 0
+    assert summary["throughput_over_model_batch16"] > 0
+    assert report["engine"]
