@@ -37,15 +37,19 @@ def bind_http_socket(host: str, port: int, variable: str = "SSD_HTTP_PORT") -> s
     """A listening TCP socket on (host, port), never shared with another process.
 
     SO_REUSEADDR (rebinding over TIME_WAIT) is on, as uvicorn has it; SO_REUSEPORT, which would
-    let a second instance share the port, is not.
+    let a second instance share the port, is not. The socket is made with protocol IPPROTO_TCP
+    and TCP_NODELAY: asyncio turns Nagle's algorithm off only on connections of a socket whose
+    protocol says TCP, and with it on, a response's body (written after its headers) waited for
+    the client's delayed ACK: 40 ms on every keep-alive request.
 
     Raises:
         StartupError: "SSD_HTTP_PORT=8080: cannot listen on 0.0.0.0:8080: Address already in use".
     """
     family, address = _address_family(host, port)
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(2048)
     except OSError as error:

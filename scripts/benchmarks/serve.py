@@ -357,10 +357,7 @@ async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, 
         )
 
         async def send_http() -> bool:
-            response = await http.post(
-                "/detect", content=image, headers={"content-type": "image/jpeg"}
-            )
-            return response.status_code == 200
+            return await _post_ok(http, "/detect", image, {"content-type": "image/jpeg"})
 
         return send_http, http.aclose
 
@@ -408,10 +405,20 @@ async def _oip_http_client(service: _Service, image: bytes) -> tuple[Any, Any]:
     )
 
     async def send_oip_http() -> bool:
-        response = await http.post(path, content=body, headers=headers)
-        return response.status_code == 200
+        return await _post_ok(http, path, body, headers)
 
     return send_oip_http, http.aclose
+
+
+async def _post_ok(http: Any, path: str, body: bytes, headers: dict[str, str]) -> bool:
+    """POST `body`; whether it was answered 200 (a transport error counts as a failure)."""
+    import httpx
+
+    try:
+        response = await http.post(path, content=body, headers=headers)
+    except httpx.HTTPError:
+        return False
+    return bool(response.status_code == 200)
 
 
 async def _oip_grpc_client(service: _Service, image: bytes) -> tuple[Any, Any]:
