@@ -32,6 +32,7 @@ import asyncio
 import io
 import json
 import logging
+import math
 import os
 import platform
 import signal
@@ -470,6 +471,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ms(value: float) -> str:
+    """A stage's ms, or "-" where the protocol does not measure it (NaN)."""
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
 def _table(rows: list[dict[str, Any]], protocol: str) -> str:
     lines = [
         f"| mode ({protocol}) | clients | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors "
@@ -477,7 +483,7 @@ def _table(rows: list[dict[str, Any]], protocol: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        stages = " | ".join(f"{r[f'{stage}_ms']:.2f}" for stage in STAGES)
+        stages = " | ".join(_ms(r[f"{stage}_ms"]) for stage in STAGES)
         lines.append(
             f"| {r['mode']} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} "
             f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.2f} | {r['errors']} "
