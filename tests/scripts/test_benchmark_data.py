@@ -3,25 +3,13 @@ and `--stages` profiles every stage of both chains."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.benchmark_runs import run_quick
 
 
 def run_benchmark(tmp_path: Path, *extra: str) -> tuple[str, dict]:
-    out = tmp_path / "data.json"
-    result = subprocess.run(
-        [sys.executable, "scripts/benchmark.py", "data", "--quick", "--out", str(out), *extra],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout, json.loads(out.read_text())
+    return run_quick("data", tmp_path, *extra)
 
 
 def test_quick_data_benchmark_times_every_chain_and_variant(tmp_path):

@@ -3,28 +3,14 @@ interleaved, with its ratio to TF, its stage split and its fraction of the measu
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.benchmark_runs import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[str, dict]:
-    out = tmp_path_factory.mktemp("benchmark") / "model.json"
-    result = subprocess.run(
-        [sys.executable, "scripts/benchmark.py", "model", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout, json.loads(out.read_text())
+    return run_quick("model", tmp_path_factory.mktemp("benchmark"))
 
 
 def test_quick_model_benchmark_table_has_a_row_per_engine(quick_run):
