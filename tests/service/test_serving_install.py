@@ -29,12 +29,14 @@ def test_the_serve_extra_and_the_base_hold_no_training_or_evaluation_package():
     assert "fastapi" in serving and "grpcio" in serving
 
 
-def test_the_image_installs_only_the_serve_extra():
+def test_the_image_installs_only_the_serve_extra_unless_built_with_engines():
     text = (ROOT / "Dockerfile").read_text()
     installed = re.findall(r'"ssd-detection\[([^\]]*)\]"', text) + re.findall(
         r'"\.\[([^\]]*)\]"', text
     )
-    assert installed and all(extras == "serve" for extras in installed), installed
+    # Both stages install the build argument's extras, whose default is `serve` alone.
+    assert installed == ["${SSD_EXTRAS}", "${SSD_EXTRAS}"], installed
+    assert re.findall(r"^ARG SSD_EXTRAS=(\S+)$", text, flags=re.M) == ["serve"]
 
 
 SERVE_WITHOUT_THEM = textwrap.dedent(
