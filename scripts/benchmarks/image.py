@@ -26,7 +26,6 @@ import functools
 import io
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ssd_core.engines.auto import seconds_per_call
 from ssd_core.engines.host import describe_host
 from ssd_core.inference.images import decode_image, decode_scaled
 from ssd_core.inference.preprocess import prepare, resize_image, resized_size
@@ -85,8 +85,9 @@ def main(args: argparse.Namespace) -> int:
             for model_input in inputs:
                 for name, run in systems.items():
                     call = functools.partial(run, data, model_input)
+                    call()  # warm-up
                     times.setdefault((name, size, model_input), []).append(
-                        _seconds_per_call(call, args)
+                        seconds_per_call(call, args.seconds)
                     )
     rows = []
     for size, data in jpegs.items():
@@ -154,15 +155,6 @@ def _jpeg(photo: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
-
-
-def _seconds_per_call(call: Any, args: argparse.Namespace) -> float:
-    call()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < args.seconds:
-        call()
-        calls += 1
-    return (time.perf_counter() - started) / calls
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -37,7 +37,6 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ import tensorflow as tf
 
 from ssd_core import SSD, SSDConfig, build_model, generate_anchors, to_inference
 from ssd_core.engines import ENGINES, Engine, create_engine, registry
+from ssd_core.engines.auto import best_seconds_per_call
 from ssd_core.engines.host import describe_host
 from ssd_core.engines.network import TFDecoder, network_model
 
@@ -270,7 +270,7 @@ def _decoder_rows(
             times = {}
             for jit, decoder in decoders.items():
                 decoder(logits, deltas, threshold, count)  # trace / compile
-                times[jit] = _best_seconds(
+                times[jit] = best_seconds_per_call(
                     functools.partial(decoder, logits, deltas, threshold, count),
                     rounds=max(args.rounds, 2),
                     seconds=max(args.seconds / 4, 0.05),
@@ -284,17 +284,6 @@ def _decoder_rows(
                 }
             )
     return rows
-
-
-def _best_seconds(call: Callable[[], Any], rounds: int, seconds: float) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            call()
-            calls += 1
-        best = min(best, (time.perf_counter() - started) / calls)
-    return best
 
 
 def conv_flops(model: keras.Model) -> int:
@@ -321,7 +310,7 @@ def gemm_peak(size: int) -> float:
     best = 0.0
     for run in runs.values():
         run()
-        seconds = _best_seconds(run, rounds=5, seconds=0.3)
+        seconds = best_seconds_per_call(run, rounds=5, seconds=0.3)
         best = max(best, 2.0 * size**3 / seconds)
     return best
 

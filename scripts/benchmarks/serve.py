@@ -129,6 +129,7 @@ def _reference(model_path: Path | None, served: dict[str, str], image: bytes) ->
     client image's decode + resize ms; each the best of 5 rounds of about a second."""
     import ssd_core
     from ssd_core.engines import create_engine
+    from ssd_core.engines.auto import best_seconds_per_call
     from ssd_core.inference import Predictor, load_inference_model
 
     path = model_path or ssd_core.default_model_path()
@@ -143,9 +144,9 @@ def _reference(model_path: Path | None, served: dict[str, str], image: bytes) ->
         batch[:] = prepared
         predictor.run(batch, threshold)  # warm-up: tracing and XLA compilation
     seconds = {
-        "batch1": _best(lambda: predictor.run(batches[1], threshold)),
-        "batch16": _best(lambda: predictor.run(batches[16], threshold)),
-        "image": _best(lambda: predictor.prepare(image)),
+        "batch1": best_seconds_per_call(lambda: predictor.run(batches[1], threshold), 5, 1.0),
+        "batch16": best_seconds_per_call(lambda: predictor.run(batches[16], threshold), 5, 1.0),
+        "image": best_seconds_per_call(lambda: predictor.prepare(image), 5, 1.0),
     }
     return {
         "engine": engine.describe(),
@@ -153,17 +154,6 @@ def _reference(model_path: Path | None, served: dict[str, str], image: bytes) ->
         "batch16_images_per_second": 16 / seconds["batch16"],
         "image_ms": 1000 * seconds["image"],
     }
-
-
-def _best(call: Any, rounds: int = 5, seconds: float = 1.0) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        calls, started = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - started < seconds:
-            call()
-            calls += 1
-        best = min(best, (time.perf_counter() - started) / calls)
-    return best
 
 
 def _against_reference(

@@ -14,6 +14,7 @@ on the same host reuses it without measuring, and another host (or an upgrade) m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -116,13 +117,24 @@ def measure(engines: dict[str, Engine], batch_sizes: Sequence[int]) -> dict[str,
     for _ in range(ROUNDS):
         for size, batch in batches.items():
             for name, engine in engines.items():
-                calls, started = 0, time.perf_counter()
-                while calls == 0 or time.perf_counter() - started < MIN_SECONDS:
-                    engine.run(batch)
-                    calls += 1
-                per_image = (time.perf_counter() - started) / calls / size
+                call = functools.partial(engine.run, batch)
+                per_image = seconds_per_call(call, MIN_SECONDS) / size
                 best[name][size] = min(best[name][size], per_image)
     return best
+
+
+def seconds_per_call(call: Callable[[], Any], seconds: float) -> float:
+    """Mean seconds of `call()` over calls repeated for at least `seconds` (at least one)."""
+    calls, started = 0, time.perf_counter()
+    while calls == 0 or time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    return (time.perf_counter() - started) / calls
+
+
+def best_seconds_per_call(call: Callable[[], Any], rounds: int, seconds: float) -> float:
+    """The least of `rounds` rounds of `seconds_per_call`."""
+    return min(seconds_per_call(call, seconds) for _ in range(rounds))
 
 
 def _remembered(record: Path, candidates: Sequence[str]) -> str | None:
