@@ -41,6 +41,7 @@ from service.errors import (
     OverloadedError,
 )
 from service.metrics import ModelMetrics, ServiceMetrics
+from service.thread_priority import lower_current_thread
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class DynamicBatcher(Generic[R]):
             refused with `OverloadedError`.
         metrics: where queue depth, queue wait, batch size and inference time go (one model
             version's view); None: an unlabelled view of a registry of its own.
+        thread_nice: how much nicer than the process the thread running `run_batch` is
+            (`service.thread_priority`).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class DynamicBatcher(Generic[R]):
         max_batch_delay_s: float,
         max_queue_size: int,
         metrics: ModelMetrics | None = None,
+        thread_nice: int = 0,
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
@@ -154,7 +158,12 @@ class DynamicBatcher(Generic[R]):
         self._queue: collections.deque[_Request[R]] = collections.deque()
         self._slots = asyncio.Semaphore(max_queue_size)
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssd-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="ssd-infer",
+            initializer=lower_current_thread,
+            initargs=(thread_nice,),
+        )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._busy = False

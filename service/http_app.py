@@ -31,6 +31,7 @@ from service.errors import (
 )
 from service.http_body import body_kind, declared_length, max_body_bytes, read_image
 from service.http_exchange import BodyProgress, cancel_on_disconnect, error_response
+from service.http_shedding import ShedLoad
 from service.in_flight import InFlightBudget
 from service.metrics import CONTENT_TYPE
 from service.oip_http import oip_router
@@ -361,6 +362,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(ShedLoad)  # innermost: inside the token check and CORS
     _add_security(app, settings)
     app.add_middleware(RefuseAmbiguousFraming)
     return app

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from service.memory import freeze_heap
 from service.metrics import ModelMetrics, ServiceMetrics
 from service.settings import Settings
 from service.startup import run_in_daemon_thread
+from service.thread_priority import lower_compute_threads
 
 logger = logging.getLogger(__name__)
 
@@ -351,8 +353,11 @@ class ModelRepository:
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
                 max_queue_size=self.settings.max_queue_size,
                 metrics=self.metrics.for_model(entry.name, str(version)),
+                thread_nice=self.settings.compute_nice,
             )
             await run_in_daemon_thread(lambda: detector.warm_up(batcher.batch_sizes))
+            # The engine's pools started during the load and warm-up: lower them too.
+            lower_compute_threads(self.settings.compute_nice, threading.get_native_id())
         except Exception as error:
             reason = _reason(error)
             entry.states[version] = (UNAVAILABLE, reason)

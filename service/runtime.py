@@ -32,6 +32,7 @@ from service.metrics import ServiceMetrics
 from service.params import max_detections_for, resolve_classes, score_threshold_for
 from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
 from service.settings import Settings
+from service.thread_priority import lower_current_thread
 from ssd_core.inference import Detections
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,12 @@ class Runtime:
         # Clients that went away: one summary line per second, never a line per request.
         self.abandoned = EventSummary(logger, "requests dropped: client went away")
         self.repository: ModelRepository = repository_for(settings, self.metrics, loader)
-        self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._decode_pool = ThreadPoolExecutor(
+            settings.decode_workers,
+            thread_name_prefix="decode",
+            initializer=lower_current_thread,
+            initargs=(settings.compute_nice,),
+        )
         self._accepting = True
         self._in_flight = 0
         self._accepted = 0  # requests that entered the request path, ever

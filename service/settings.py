@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         description="Largest decoded image, width * height * bytes per pixel (before decode).",
     )
     decode_workers: int = Field(default=4, ge=1, description="Threads decoding images.")
+    compute_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much nicer (lower CPU priority) the compute threads run than the event "
+        "loop; 0: the same (Linux only; see service.thread_priority).",
+    )
     http_max_connections: int = Field(
         default=1000, ge=1, description="Open HTTP connections; more get 503 and are closed."
     )

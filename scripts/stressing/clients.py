@@ -5,6 +5,7 @@ the "concurrent good request", and latency summaries."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -116,7 +117,7 @@ async def keep_alive_client(
     """Send `request` (keep-alive) back to back until `stop_at` (loop time), reconnecting when
     the server closes; `record(status, seconds)` per answer, status 0 for a transport error.
     With `honour_retry_after`, wait as a 503's `Retry-After` says before the next request, as
-    a well-behaved client does; else hammer."""
+    a well-behaved client does (`retry_pause_s`); else hammer."""
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
         try:
@@ -134,11 +135,19 @@ async def keep_alive_client(
                 if headers.get("connection", "").lower() == "close":
                     break
                 if honour_retry_after and status == 503:
-                    await asyncio.sleep(float(headers.get("retry-after", "1")))
+                    await asyncio.sleep(retry_pause_s(float(headers.get("retry-after", "1"))))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             record(0, 0.0)
         finally:
             writer.close()
+
+
+def retry_pause_s(retry_after_s: float) -> float:
+    """How long a well-behaved client waits after being told to retry after `retry_after_s`:
+    that long plus up to half of it again at random. Clients of a fleet do not retry in step
+    (gRPC's retry policy and the usual back-off libraries jitter their pauses), and none
+    comes back earlier than it was asked to."""
+    return retry_after_s * (1.0 + 0.5 * random.random())
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:

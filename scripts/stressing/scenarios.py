@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import random
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from stressing.clients import (
     keep_alive_client,
     percentiles_ms,
     request_bytes,
+    retry_pause_s,
     send_and_hang_up,
 )
 from stressing.server import ServiceProcess
@@ -430,6 +432,7 @@ def _settled(read: Any, target: float, timeout_s: float = 15.0) -> int:
 
 
 RETRY_AFTER_S = 1.0  # the gRPC clients' pause after RESOURCE_EXHAUSTED (HTTP: Retry-After)
+RAMP_S = 1.0  # the overload clients join over this long, as a fleet's clients arrive
 
 # --- 4. overload --------------------------------------------------------------------------
 
@@ -439,7 +442,10 @@ def overload(server: ServiceProcess, sizes: Sizes, hammer: bool = False) -> dict
     how fast the refusals (503 / RESOURCE_EXHAUSTED) come back.
 
     The clients behave as the README asks: after a 503 they wait its `Retry-After`, after
-    RESOURCE_EXHAUSTED one second. With `hammer` they retry at once: the refusals then come
+    RESOURCE_EXHAUSTED one second (each plus a random jitter of up to half, `retry_pause_s`),
+    and they join at random times during the first `RAMP_S`: a service's clients do not all
+    connect in the same millisecond (`herd` measures what happens when they do). With
+    `hammer` they join at once and retry at once: the refusals then come
     back as fast as the two cores, shared with the clients, can turn requests away (Little's
     law: latency = clients / refusals per second), which measures the load generator as much
     as the service."""
@@ -473,21 +479,27 @@ def overload(server: ServiceProcess, sizes: Sizes, hammer: bool = False) -> dict
                         code = error.code().name
                     record(f"grpc {code}", time.perf_counter() - started)
                     if code == "RESOURCE_EXHAUSTED" and not hammer:
-                        await asyncio.sleep(RETRY_AFTER_S)
+                        await asyncio.sleep(retry_pause_s(RETRY_AFTER_S))
+
+            async def joining(client: Awaitable[None]) -> None:
+                await asyncio.sleep(0.0 if hammer else random.uniform(0.0, RAMP_S))
+                await client
 
             await asyncio.gather(
                 *(
-                    keep_alive_client(
-                        server.host,
-                        server.http_port,
-                        request,
-                        stop_at,
-                        lambda status, s: record(f"http {status}", s),
-                        honour_retry_after=not hammer,
+                    joining(
+                        keep_alive_client(
+                            server.host,
+                            server.http_port,
+                            request,
+                            stop_at,
+                            lambda status, s: record(f"http {status}", s),
+                            honour_retry_after=not hammer,
+                        )
                     )
                     for _ in range(sizes.overload_http_clients)
                 ),
-                *(grpc_client() for _ in range(sizes.overload_grpc_calls)),
+                *(joining(grpc_client()) for _ in range(sizes.overload_grpc_calls)),
             )
 
     with detect_probe(server, image) as probe:
