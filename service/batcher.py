@@ -133,8 +133,8 @@ class DynamicBatcher(Generic[R]):
             refused with `OverloadedError`.
         metrics: where queue depth, queue wait, batch size and inference time go (one model
             version's view); None: an unlabelled view of a registry of its own.
-        thread_nice: how much nicer than the process the thread running `run_batch` is
-            (`service.thread_priority`).
+        thread_nice: the nice value of the thread running `run_batch`
+            (`service.thread_priority.compute_nice`); None: the creating thread's.
     """
 
     def __init__(
@@ -145,7 +145,7 @@ class DynamicBatcher(Generic[R]):
         max_batch_delay_s: float,
         max_queue_size: int,
         metrics: ModelMetrics | None = None,
-        thread_nice: int = 0,
+        thread_nice: int | None = None,
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")

@@ -38,7 +38,7 @@ from service.memory import freeze_heap
 from service.metrics import ModelMetrics, ServiceMetrics
 from service.settings import Settings
 from service.startup import run_in_daemon_thread
-from service.thread_priority import lower_compute_threads
+from service.thread_priority import compute_nice, lower_compute_threads
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +345,7 @@ class ModelRepository:
 
     async def _build(self, entry: ModelEntry, version: int, file: VersionFile) -> ModelVersion:
         entry.states[version] = (LOADING, "")
+        nice = compute_nice(self.settings.compute_nice)
         try:
             detector = await run_in_daemon_thread(file.load)
             batcher: DynamicBatcher[ImageResult] = DynamicBatcher(
@@ -353,11 +354,11 @@ class ModelRepository:
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000.0,
                 max_queue_size=self.settings.max_queue_size,
                 metrics=self.metrics.for_model(entry.name, str(version)),
-                thread_nice=self.settings.compute_nice,
+                thread_nice=nice,
             )
             await run_in_daemon_thread(lambda: detector.warm_up(batcher.batch_sizes))
             # The engine's pools started during the load and warm-up: lower them too.
-            lower_compute_threads(self.settings.compute_nice, threading.get_native_id())
+            lower_compute_threads(nice, threading.get_native_id())
         except Exception as error:
             reason = _reason(error)
             entry.states[version] = (UNAVAILABLE, reason)

@@ -32,7 +32,7 @@ from service.metrics import ServiceMetrics
 from service.params import max_detections_for, resolve_classes, score_threshold_for
 from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
 from service.settings import Settings
-from service.thread_priority import lower_current_thread
+from service.thread_priority import compute_nice, lower_current_thread
 from ssd_core.inference import Detections
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Runtime:
             settings.decode_workers,
             thread_name_prefix="decode",
             initializer=lower_current_thread,
-            initargs=(settings.compute_nice,),
+            initargs=(compute_nice(settings.compute_nice),),
         )
         self._accepting = True
         self._in_flight = 0

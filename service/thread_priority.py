@@ -11,8 +11,9 @@ scheduler runs the loop first when both are ready, while the compute threads sti
 cycle the loop leaves (no throughput is lost on an otherwise idle host). In a container the
 values weigh the container's own threads against each other.
 
-Threads the service starts for computation lower themselves (`lower_current_thread`, the
-thread pools' initialiser); the libraries' own pools (TensorFlow, OpenVINO, ONNX Runtime),
+`compute_nice` is the value, computed on the event loop's thread. Threads the service starts for
+computation lower themselves (`lower_current_thread`, the thread pools' initialiser); the
+libraries' own pools (TensorFlow, OpenVINO, ONNX Runtime),
 started by whichever thread first needed them, are lowered by `lower_compute_threads` after
 every model load: every thread of the process but the event loop's and grpc's network threads.
 Elsewhere than Linux (no per-thread nice) both do nothing.
@@ -39,27 +40,34 @@ def supported() -> bool:
     return sys.platform == "linux"
 
 
-def lower_current_thread(increment: int) -> None:
-    """Make the calling thread `increment` steps nicer than the process (0: unchanged)."""
-    if increment > 0 and supported():
-        _set_nice(threading.get_native_id(), increment)
+def compute_nice(increment: int) -> int | None:
+    """The nice value of compute threads: `increment` steps nicer than the calling thread (the
+    event loop's), at most 19; None when `increment` is 0 or threads have no nice value."""
+    if increment <= 0 or not supported():
+        return None
+    return min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + increment, MAX_NICE)
 
 
-def lower_compute_threads(increment: int, loop_thread_id: int) -> int:
-    """Make every thread but the event loop's (`loop_thread_id`, a native thread id) and grpc's
-    network threads `increment` steps nicer than the process.
+def lower_current_thread(nice: int | None) -> None:
+    """Run the calling thread at `nice` (None: unchanged); a thread pool's initialiser."""
+    if nice is not None:
+        _lower(threading.get_native_id(), nice)
+
+
+def lower_compute_threads(nice: int | None, loop_thread_id: int) -> int:
+    """Run every thread of the process at `nice` but the event loop's (`loop_thread_id`, a
+    native thread id) and grpc's network threads; none is raised.
 
     Returns:
-        How many threads were lowered (0 with `increment` 0 or off Linux).
+        How many threads run at `nice` or nicer now (0 with `nice` None).
     """
-    if increment <= 0 or not supported():
+    if nice is None:
         return 0
     lowered = 0
     for task in _TASKS.iterdir():
         thread_id = int(task.name)
-        if thread_id == loop_thread_id or _is_network_thread(task):
-            continue
-        lowered += _set_nice(thread_id, increment)
+        if thread_id != loop_thread_id and not _is_network_thread(task):
+            lowered += _lower(thread_id, nice)
     return lowered
 
 
@@ -71,12 +79,11 @@ def _is_network_thread(task: Path) -> bool:
     return name.startswith(NETWORK_THREAD_PREFIXES)
 
 
-def _set_nice(thread_id: int, increment: int) -> int:
-    """1 if the thread now runs `increment` steps nicer than the process, else 0."""
-    target = min(os.getpriority(os.PRIO_PROCESS, os.getpid()) + increment, MAX_NICE)
+def _lower(thread_id: int, nice: int) -> int:
+    """1 if the thread now runs at `nice` or nicer, else 0 (it has ended)."""
     try:
-        if os.getpriority(os.PRIO_PROCESS, thread_id) < target:
-            os.setpriority(os.PRIO_PROCESS, thread_id, target)
-    except OSError:  # the thread has ended
+        if os.getpriority(os.PRIO_PROCESS, thread_id) < nice:
+            os.setpriority(os.PRIO_PROCESS, thread_id, nice)
+    except OSError:
         return 0
     return 1
