@@ -192,6 +192,15 @@ def _against_reference(
             f"{most['concurrency']} clients: {most['throughput_rps']:.1f} req/s = {ratio:.2f}x "
             f"the model's batch-16 {batch16:.1f} images/s"
         )
+        cores = os.cpu_count() or 1
+        left = max(cores - most["client_cores"], 0.0) / cores
+        if left > 0:
+            summary["throughput_over_model_batch16_per_cpu_left"] = ratio / left
+            summary["lines"].append(
+                f"  the clients themselves kept {most['client_cores']:.2f} of the {cores} cores "
+                f"busy (the service {most['service_cores']:.2f}); against the model's batch-16 "
+                f"rate on the {left:.0%} of the machine they left: {ratio / left:.2f}x"
+            )
     return summary
 
 
@@ -257,6 +266,15 @@ class _Service:
         engine: dict[str, str] = httpx.get(f"{self.url}/model", timeout=10).json()["engine"]
         return engine
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the service process has used (all threads), NaN where /proc is not."""
+        assert self.process is not None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, float]:
         """Sums and counts of the batch-size and stage histograms, over all models: keys
         `batch_sum`, `batch_count`, `<stage>_sum`, `<stage>_count`."""
@@ -283,7 +301,9 @@ async def _measure(
     try:
         await _run_clients(send, concurrency, args.warmup)
         before = service.stats()
+        cpu_before = (service.cpu_seconds(), time.process_time())
         latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
+        cpu_after = (service.cpu_seconds(), time.process_time())
         after = service.stats()
     finally:
         await close()
@@ -309,6 +329,9 @@ async def _measure(
         "p95_ms": float(np.percentile(lat_ms, 95)),
         "p99_ms": float(np.percentile(lat_ms, 99)),
         "mean_batch": delta("batch_sum") / batches if batches else float("nan"),
+        # CPU cores busy on average over the timed window: the service, and these clients.
+        "service_cores": (cpu_after[0] - cpu_before[0]) / elapsed,
+        "client_cores": (cpu_after[1] - cpu_before[1]) / elapsed,
         **stages,
     }
 
@@ -469,15 +492,15 @@ def _ms(value: float) -> str:
 def _table(rows: list[dict[str, Any]], protocol: str) -> str:
     lines = [
         f"| mode ({protocol}) | clients | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors "
-        "| decode | queue | model | decoding | serialisation |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| service / client cores | decode | queue | model | decoding | serialisation |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         stages = " | ".join(_ms(r[f"{stage}_ms"]) for stage in STAGES)
         lines.append(
             f"| {r['mode']} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} "
             f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.2f} | {r['errors']} "
-            f"| {stages} |"
+            f"| {r['service_cores']:.2f} / {r['client_cores']:.2f} | {stages} |"
         )
     lines.append("(the last five columns: server-side ms per request, ssd_request_stage_seconds)")
     return "\n".join(lines)

@@ -32,10 +32,15 @@ def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     stages = ("decode", "queue", "model", "decoding")
     assert all(r[f"{stage}_ms"] >= 0 for r in rows for stage in stages)
     assert all(r["model_ms"] > 0 for r in rows)
+    # CPU accounting: the service computed; the clients' share is what the service could not use.
+    assert all(r["service_cores"] > 0 and r["client_cores"] > 0 for r in rows)
     # The model's own numbers, timed before and after, and the service against them.
     assert len(report["reference"]) == 2
     summary = report["summary"]
     assert summary["model_batch1_ms"] > 0 and summary["image_ms"] > 0
     assert summary["one_client_p50_over_model_and_image"] > 0
     assert summary["throughput_over_model_batch16"] > 0
+    assert summary["throughput_over_model_batch16_per_cpu_left"] >= (
+        summary["throughput_over_model_batch16"]
+    )
     assert report["engine"]
