@@ -32,32 +32,37 @@ from ssd_core.decoder_config import DecoderConfig, passes_score_threshold
 
 
 def foreground_scores(cls_logits: np.ndarray) -> np.ndarray:
-    """Softmax over classes, background dropped: (B, N, C) logits -> (B, N, C-1) float32.
+    """Softmax over classes, background dropped, class-major: (B, N, C) logits ->
+    (C-1, B, N) float32, each class's scores contiguous.
 
-    Numerically stable: the row maximum is subtracted before `exp`, as `tf.nn.softmax` does.
+    Numerically stable: the anchor's largest logit is subtracted before `exp`, as
+    `tf.nn.softmax` does. Class-major because NumPy reduces over the C values of an anchor
+    10-20x faster with them on the leading axis than on the last (SSD7: 2200 x 4 logits).
     """
-    logits = np.asarray(cls_logits, dtype=np.float32)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp[..., 1:] / exp.sum(axis=-1, keepdims=True)
+    logits = np.moveaxis(np.asarray(cls_logits, dtype=np.float32), -1, 0)  # (C, B, N)
+    logits = np.ascontiguousarray(logits)
+    exp = np.exp(logits - np.maximum.reduce(logits, axis=0))
+    return exp[1:] / np.add.reduce(exp, axis=0)
 
 
 def most_candidates(scores: np.ndarray, threshold: float, method: str) -> int:
     """The largest number of scores above `threshold` of one image and class ("caffe") or of
-    one image's best-class scores ("fast"): scores (B, N, C-1) -> int (0 for B = 0)."""
+    one image's best-class scores ("fast"): class-major scores (C-1, B, N) -> int."""
     if method == "fast":
-        scores = scores.max(axis=-1, keepdims=True)  # (B, N, 1)
+        scores = np.maximum.reduce(scores, axis=0)  # (B, N)
     passing = passes_score_threshold(scores, np.float32(threshold))
-    return int(passing.sum(axis=1).max(initial=0))
+    return int(np.count_nonzero(passing, axis=-1).max(initial=0))
 
 
 def _candidates(scores: np.ndarray, threshold: np.float32, method: str) -> dict[str, np.ndarray]:
-    """Every score above the threshold as flat (M,) arrays: image, anchor, label, score and
-    group (one NMS group: an image's class for "caffe", an image for "fast")."""
+    """Every score above the threshold of class-major scores (C-1, B, N) as flat (M,) arrays:
+    image, anchor, label, score and group (one NMS group: an image's class for "caffe", an
+    image for "fast")."""
     if method == "fast":
-        best = scores.max(axis=-1)  # (B, N)
-        image, anchor = np.nonzero(passes_score_threshold(best, threshold))
+        best = np.maximum.reduce(scores, axis=0)  # (B, N)
+        image, anchor = _nonzero(passes_score_threshold(best, threshold))
         # argmax returns the first maximum: the lower class wins a tie, as in the TF decoder.
-        label = scores[image, anchor].argmax(axis=-1) + 1
+        label = scores[:, image, anchor].argmax(axis=0) + 1
         return {
             "image": image,
             "anchor": anchor,
@@ -65,14 +70,19 @@ def _candidates(scores: np.ndarray, threshold: np.float32, method: str) -> dict[
             "score": best[image, anchor],
             "group": image,
         }
-    image, anchor, class_index = np.nonzero(passes_score_threshold(scores, threshold))
+    class_index, image, anchor = _nonzero(passes_score_threshold(scores, threshold))
     return {
         "image": image,
         "anchor": anchor,
         "label": class_index + 1,
-        "score": scores[image, anchor, class_index],
-        "group": image * scores.shape[2] + class_index,
+        "score": scores[class_index, image, anchor],
+        "group": image * len(scores) + class_index,
     }
+
+
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`np.nonzero(mask)`, from the flat indices: 10x faster for a (3, 16, 2200) mask."""
+    return np.unravel_index(np.flatnonzero(mask), mask.shape)
 
 
 def _rank_within(keys: np.ndarray) -> np.ndarray:
@@ -106,7 +116,8 @@ def greedy_nms_numpy(boxes: np.ndarray, valid: np.ndarray, iou_threshold: float)
         (G, S) bool, the kept candidates.
     """
     size = boxes.shape[1]
-    earlier = np.triu(np.ones((size, size), bool), k=1)  # [j, i]: j ranked before i
+    rank = np.arange(size)
+    earlier = rank[:, None] < rank[None, :]  # [j, i]: j ranked before i
     suppresses = (pairwise_iou_numpy(boxes, boxes) > np.float32(iou_threshold)) & earlier
     # The fixed point of "kept iff no kept earlier box suppresses it" is the greedy result,
     # and every pass settles at least one more box in rank order (as in `greedy_nms`).
@@ -123,8 +134,9 @@ def _nms(candidates: dict[str, np.ndarray], boxes: np.ndarray, iou_threshold: fl
     """(M,) bool kept of ranked candidates with their (M, 4) boxes, one NMS per group."""
     if len(boxes) == 0:
         return np.zeros(0, bool)
-    # Only the groups that have candidates, padded to the longest.
-    _, group = np.unique(candidates["group"], return_inverse=True)
+    # Only the groups that have candidates (numbered 0.. in their sorted order), padded to the
+    # longest.
+    group = np.cumsum(np.diff(candidates["group"], prepend=candidates["group"][0]) != 0)
     rank = candidates["rank"]
     padded = np.zeros((group.max() + 1, rank.max() + 1, 4), np.float32)
     valid = np.zeros(padded.shape[:2], bool)
@@ -164,7 +176,7 @@ def detections_from_scores(
     score_threshold: float,
     max_detections: int,
 ) -> dict[str, np.ndarray]:
-    """`decode_detections_numpy` after the softmax: scores (B, N, C-1) from
+    """`decode_detections_numpy` after the softmax: class-major scores (C-1, B, N) from
     `foreground_scores`, the threshold and count given (see `decode_detections_numpy`)."""
     threshold = np.float32(score_threshold)  # compared in float32, as the TF decoder does
     ranked = _top_k_per_group(
@@ -177,7 +189,7 @@ def detections_from_scores(
     keep = _nms(ranked, boxes, decoder_config.iou_threshold)
     kept = {key: value[keep] for key, value in ranked.items()}
     return _select_detections(
-        kept, boxes[keep], len(scores), decoder_config.max_detections, int(max_detections)
+        kept, boxes[keep], scores.shape[1], decoder_config.max_detections, int(max_detections)
     )
 
 
