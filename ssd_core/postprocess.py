@@ -55,8 +55,9 @@ from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig, passes_score_threshold
 
 # Candidates per class ("caffe") or per image ("fast") of the shortcut of the module docstring:
-# one NMS tile. Also the most that `HostDecoder` decodes in NumPy. At the service's 0.3 the shipped models have at most 18 (shapes, 64 scenes) and
-# 14 (face, the test photos) anchors per class above it.
+# one NMS tile; also the most that `HostDecoder` decodes in NumPy. At the service's 0.3 the
+# shipped models have at most 18 (shapes, 64 scenes) and 14 (face, the test photos) anchors per
+# class above it.
 SMALL_TOP_K = 32
 
 

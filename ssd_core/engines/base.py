@@ -13,8 +13,9 @@ An `Engine` takes (B, H, W, 3) uint8 RGB images already at the model's input siz
 `run(images, score_threshold, max_detections)` decodes at a stricter threshold and keeps fewer
 detections than the model's `DecoderConfig` when asked: the limits reach the decoder
 (`ssd_core.postprocess.decode_detections` or its NumPy port), whose cost falls with the
-threshold, instead of decoding at the model's floor and filtering after. A server passes the lowest threshold and the
-largest count of a batch's requests and filters each request's own after.
+threshold, instead of decoding at the model's floor and filtering after. A server passes the
+lowest threshold and the largest count of a batch's requests and filters each request's own
+after.
 
 Every engine runs in two stages, the network (what each engine converts and runs its own way)
 and the decoder (`ssd_core.engines.network`: the TF reference itself, `TFDecoder`, or for
