@@ -151,7 +151,7 @@ class HostDecoder:
     Decodes in NumPy (`ssd_core.postprocess_numpy`) when no image and class ("caffe") or image
     ("fast") has more than `SMALL_TOP_K` scores above the threshold (the condition of the TF
     decoder's own shortcut), else calls the `TFDecoder`. Both give the same detections (scores
-    and boxes to about 1e-7: NumPy's and TF's `exp` round differently); the choice is only
+    and boxes to within 1e-6: NumPy's and TF's `exp` round differently); the choice is only
     speed: NumPy has no TF call to pay for, XLA compares hundreds of candidates faster. The
     first call of each batch size runs the `TFDecoder`, so that XLA compiles for it then (in
     the service's warm-up) rather than in the first request with many candidates.
