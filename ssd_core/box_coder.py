@@ -9,6 +9,9 @@ box centre (cx, cy) and size (w, h), and variances (v0, v1, v2, v3):
 
 `decode_boxes` is the inverse. torchvision's `BoxCoder(weights=(10, 10, 5, 5))` is the same
 coding: its weights are the inverse of the variances (0.1, 0.1, 0.2, 0.2).
+
+`decode_boxes_numpy` is `decode_boxes` in float32 NumPy, the same operations in the same order,
+for the host-side decoder (`ssd_core.postprocess_numpy`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from ssd_core.box_ops import centers_to_corners, corners_to_centers
@@ -35,10 +39,15 @@ def _as_float32(values: tf.Tensor | object) -> tf.Tensor:
     return tf.cast(tf.convert_to_tensor(values), tf.float32)
 
 
-def _variances_tensor(variances: Sequence[float], dtype: tf.DType) -> tf.Tensor:
+def _checked_variances(variances: Sequence[float]) -> list[float]:
+    """`variances` as 4 floats; ValueError unless they are 4 positive values."""
     if len(variances) != 4 or any(float(v) <= 0.0 for v in variances):
         raise ValueError(f"variances must be 4 positive values, got {tuple(variances)}")
-    return tf.constant([float(v) for v in variances], dtype=dtype)
+    return [float(v) for v in variances]
+
+
+def _variances_tensor(variances: Sequence[float], dtype: tf.DType) -> tf.Tensor:
+    return tf.constant(_checked_variances(variances), dtype=dtype)
 
 
 def _check_last_axis(tensor: tf.Tensor, name: str) -> None:
@@ -104,3 +113,38 @@ def decode_boxes(
     centre = anchor_c[..., :2] + scaled[..., :2] * anchor_c[..., 2:]
     size = anchor_c[..., 2:] * tf.exp(tf.minimum(scaled[..., 2:], _MAX_LOG_SCALE))
     return centers_to_corners(tf.concat([centre, size], axis=-1))
+
+
+def decode_boxes_numpy(
+    deltas: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2)
+) -> np.ndarray:
+    """`decode_boxes` in float32 NumPy: boxes from `deltas` relative to `anchors`.
+
+    The same float32 operations in the same order as `decode_boxes` (and its
+    `corners_to_centers` / `centers_to_corners`), so the results agree to the last bit except
+    where NumPy's `exp` and TensorFlow's round differently (an ulp of the size).
+
+    Args:
+        deltas: (..., 4) `[tx, ty, tw, th]`, any float dtype (computed in float32).
+        anchors: (..., 4) normalised `[xmin, ymin, xmax, ymax]`, broadcast against `deltas`
+            (e.g. (N, 4) for all anchors, or the anchors gathered for each delta).
+        variances: (v0, v1, v2, v3), positive, the same as used for encoding.
+
+    Returns:
+        (..., 4) float32, normalised `[xmin, ymin, xmax, ymax]`, not clipped, always finite.
+
+    Raises:
+        ValueError: if a last axis is not 4 or a variance is not positive.
+    """
+    deltas = np.asarray(deltas, dtype=np.float32)
+    anchors = np.asarray(anchors, dtype=np.float32)
+    for name, array in (("deltas", deltas), ("anchors", anchors)):
+        if array.ndim < 1 or array.shape[-1] != 4:
+            raise ValueError(f"{name} must have shape (..., 4), got {array.shape}")
+    scaled = deltas * np.asarray(_checked_variances(variances), dtype=np.float32)
+    anchor_centre = (anchors[..., :2] + anchors[..., 2:]) / np.float32(2.0)
+    anchor_size = anchors[..., 2:] - anchors[..., :2]
+    centre = anchor_centre + scaled[..., :2] * anchor_size
+    size = anchor_size * np.exp(np.minimum(scaled[..., 2:], np.float32(_MAX_LOG_SCALE)))
+    half = size / np.float32(2.0)
+    return np.concatenate([centre - half, centre + half], axis=-1)

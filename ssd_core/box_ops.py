@@ -1,4 +1,6 @@
-"""Pure box functions in TensorFlow: format conversion, area, clipping and pairwise IoU.
+"""Pure box functions in TensorFlow: format conversion, area, clipping and pairwise IoU;
+`pairwise_iou_numpy` is the IoU in float32 NumPy for the host-side decoder
+(`ssd_core.postprocess_numpy`).
 
 Boxes are `[xmin, ymin, xmax, ymax]` ("corners") or `[cx, cy, w, h]` ("centers") along the last
 axis; any leading batch dims are kept. Coordinates are normalised to [0, 1] inside the model
@@ -8,6 +10,7 @@ pixel convention: a box's width is `xmax - xmin`.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -83,3 +86,41 @@ def pairwise_iou(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
     intersection = inter_w * inter_h
     union = box_area(a) + box_area(b) - intersection
     return tf.math.divide_no_nan(intersection, union)
+
+
+def pairwise_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """`pairwise_iou` in float32 NumPy, the same operations in the same order (so the same
+    IoU to the last bit, and the same NMS decisions at a threshold).
+
+    Args:
+        boxes1: (..., N, 4) `[xmin, ymin, xmax, ymax]`, any float dtype (computed in float32).
+        boxes2: (..., M, 4) same format and units; leading dims broadcast against `boxes1`'s.
+
+    Returns:
+        (..., N, M) float32 IoU in [0, 1]; 0 where the union is empty.
+
+    Raises:
+        ValueError: if an argument is not (..., K, 4).
+    """
+    boxes1 = np.asarray(boxes1, dtype=np.float32)
+    boxes2 = np.asarray(boxes2, dtype=np.float32)
+    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if boxes.ndim < 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"{name} must have shape (..., K, 4), got {boxes.shape}")
+    a = boxes1[..., :, None, :]  # (..., N, 1, 4)
+    b = boxes2[..., None, :, :]  # (..., 1, M, 4)
+    zero = np.float32(0.0)
+    inter_w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), zero)
+    inter_h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), zero)
+    intersection = inter_w * inter_h
+    union = _area_numpy(a) + _area_numpy(b) - intersection
+    iou = np.zeros_like(intersection)
+    np.divide(intersection, union, out=iou, where=union != 0)
+    return iou
+
+
+def _area_numpy(boxes: np.ndarray) -> np.ndarray:
+    """`box_area` of float32 boxes (..., 4) -> (...)."""
+    zero = np.float32(0.0)
+    width = np.maximum(boxes[..., 2] - boxes[..., 0], zero)
+    return width * np.maximum(boxes[..., 3] - boxes[..., 1], zero)

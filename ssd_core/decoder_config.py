@@ -38,9 +38,10 @@ def check_score_threshold(value: float, name: str = "score_threshold") -> float:
     return value
 
 
-def passes_score_threshold(scores: Any, threshold: float) -> Any:
+def passes_score_threshold(scores: Any, threshold: Any) -> Any:
     """The one score rule: `scores > threshold`, elementwise on a NumPy array or a tensor
-    (bool array / tensor of the same shape)."""
+    (bool array / tensor of the same shape); `threshold` a float, a NumPy scalar or a scalar
+    tensor."""
     return scores > threshold
 
 

@@ -33,6 +33,9 @@ cost follows the threshold: when no image and class has more than `SMALL_TOP_K` 
 above it, the candidates are the best `SMALL_TOP_K` instead of the best `top_k` (a cheaper
 top-k, one NMS tile, a smaller final selection). That shortcut is exact: every candidate above
 the threshold is among them, in the same order, and the others take no part in NMS.
+
+`ssd_core.postprocess_numpy` is this decoder in NumPy, for raw outputs already on the host;
+`ssd_core.engines.network.HostDecoder` runs it under the same few-candidates condition.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig, passes_score_threshold
 
 # Candidates per class ("caffe") or per image ("fast") of the shortcut of the module docstring:
-# one NMS tile. At the service's 0.3 the shipped models have at most 18 (shapes, 64 scenes) and
-# 14 (face, the test photos) anchors per class above it.
+# one NMS tile; also the most that `HostDecoder` decodes in NumPy. At the service's 0.3 the
+# shipped models have at most 18 (shapes, 64 scenes) and 14 (face, the test photos) anchors per
+# class above it.
 SMALL_TOP_K = 32
 
 

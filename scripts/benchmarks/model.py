@@ -19,7 +19,8 @@ fraction of the machine's fp32 GEMM peak that the network reaches: FLOPs per ima
 multiply-adds of the model's Conv2D layers, counted from their shapes) x images/s / peak,
 where the peak is the best of a large float32 matrix multiply in NumPy and in TensorFlow,
 measured by this run. A second table times the decoder alone on the network's outputs, plain
-and XLA-compiled, at the decoder's own threshold and at `--score-threshold`.
+and XLA-compiled, and the host decoder of ONNX Runtime and OpenVINO (`HostDecoder`: NumPy when
+few candidates pass, else XLA), at the decoder's own threshold and at `--score-threshold`.
 
 int8 uses the network `scripts/export.py --quantize int8` wrote beside the model; without one,
 the benchmark quantises a copy for timing only, into a temporary folder, calibrated on
@@ -49,7 +50,7 @@ from ssd_core import SSD, SSDConfig, build_model, generate_anchors, to_inference
 from ssd_core.engines import ENGINES, Engine, create_engine, registry
 from ssd_core.engines.auto import best_seconds_per_call
 from ssd_core.engines.host import describe_host
-from ssd_core.engines.network import TFDecoder, network_model
+from ssd_core.engines.network import HostDecoder, TFDecoder, network_model
 
 logger = logging.getLogger("benchmark.model")
 
@@ -254,13 +255,16 @@ def _time_runs(
 def _decoder_rows(
     model: SSD, inputs: dict[int, np.ndarray], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    """The decoder alone on the TF network's outputs: plain vs XLA, floor vs the threshold."""
+    """The decoder alone on the TF network's outputs: plain vs XLA vs the host decoder, floor
+    vs the threshold."""
     from ssd_core.engines.tf_engine import TFEngine
 
     network = TFEngine(model)
-    decoders = {
-        jit: TFDecoder(model.ssd_config, model.decoder_config, jit) for jit in (False, True)
+    decoders: dict[str, Any] = {
+        name: TFDecoder(model.ssd_config, model.decoder_config, jit)
+        for name, jit in (("plain", False), ("xla", True))
     }
+    decoders["host"] = HostDecoder(model.ssd_config, model.decoder_config)
     thresholds = sorted({model.decoder_config.score_threshold, args.score_threshold})
     count = model.decoder_config.max_detections
     rows = []
@@ -268,9 +272,9 @@ def _decoder_rows(
         logits, deltas = (np.asarray(t) for t in network.network(images))
         for threshold in thresholds:
             times = {}
-            for jit, decoder in decoders.items():
+            for name, decoder in decoders.items():
                 decoder(logits, deltas, threshold, count)  # trace / compile
-                times[jit] = best_seconds_per_call(
+                times[name] = best_seconds_per_call(
                     functools.partial(decoder, logits, deltas, threshold, count),
                     rounds=max(args.rounds, 2),
                     seconds=max(args.seconds / 4, 0.05),
@@ -279,8 +283,10 @@ def _decoder_rows(
                 {
                     "batch_size": batch,
                     "score_threshold": threshold,
-                    "plain_ms": 1000 * times[False],
-                    "xla_ms": 1000 * times[True],
+                    "plain_ms": 1000 * times["plain"],
+                    "xla_ms": 1000 * times["xla"],
+                    "host_ms": 1000 * times["host"],
+                    "host_path": decoders["host"].last_path,
                 }
             )
     return rows
@@ -385,14 +391,16 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 
 def decoder_table(rows: list[dict[str, Any]]) -> str:
-    """The decoder alone: plain tf.function vs XLA, ms per batch."""
+    """The decoder alone: plain tf.function vs XLA vs the host decoder (and the path it took),
+    ms per batch."""
     lines = [
-        "| decoder alone: batch | score > | tf.function ms | XLA ms | XLA speed-up |",
-        "|---:|---:|---:|---:|---:|",
+        "| decoder alone: batch | score > | tf.function ms | XLA ms | XLA speed-up | host ms |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['batch_size']} | {r['score_threshold']:g} | {r['plain_ms']:.2f} | "
-            f"{r['xla_ms']:.2f} | {r['plain_ms'] / r['xla_ms']:.2f}x |"
+            f"{r['xla_ms']:.2f} | {r['plain_ms'] / r['xla_ms']:.2f}x | "
+            f"{r['host_ms']:.2f} ({r['host_path']}) |"
         )
     return "\n".join(lines)

@@ -6,8 +6,9 @@
     outputs = engine.run(images)  # boxes (B, K, 4), scores, labels, num_detections
 
 `tf` / `tf-xla` run the Keras model; `onnxruntime` / `openvino` run the network converted by
-tf2onnx / OpenVINO (cached next to the model file, keyed by its hash) and the TF decoder after
-it. `auto` picks per host (`registry`). ONNX Runtime and OpenVINO are optional extras.
+tf2onnx / OpenVINO (cached next to the model file, keyed by its hash) and the decoder after it
+(`network.HostDecoder`: NumPy when few candidates pass the threshold, else the TF decoder).
+`auto` picks per host (`registry`). ONNX Runtime and OpenVINO are optional extras.
 """
 
 from ssd_core.engines.base import PRECISIONS, Engine, EngineUnavailableError, StageTimes

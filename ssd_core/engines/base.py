@@ -11,14 +11,16 @@ An `Engine` takes (B, H, W, 3) uint8 RGB images already at the model's input siz
 (the keys of `ssd_core.fields.DETECTION_OUTPUTS`). K is the decoder's `max_detections`.
 
 `run(images, score_threshold, max_detections)` decodes at a stricter threshold and keeps fewer
-detections than the model's `DecoderConfig` when asked: the limits reach the in-graph decoder
-(`ssd_core.postprocess.decode_detections`), whose cost falls with the threshold, instead of
-decoding at the model's floor and filtering after. A server passes the lowest threshold and the
-largest count of a batch's requests and filters each request's own after.
+detections than the model's `DecoderConfig` when asked: the limits reach the decoder
+(`ssd_core.postprocess.decode_detections` or its NumPy port), whose cost falls with the
+threshold, instead of decoding at the model's floor and filtering after. A server passes the
+lowest threshold and the largest count of a batch's requests and filters each request's own
+after.
 
 Every engine runs in two stages, the network (what each engine converts and runs its own way)
-and the TF decoder (the reference itself, `TFDecoder`), and records their wall times of the
-last `run` in `last_times`. `run` blocks; callers run it off any event loop. Engines are not
+and the decoder (`ssd_core.engines.network`: the TF reference itself, `TFDecoder`, or for
+NumPy outputs `HostDecoder`, the same detections), and records their wall times of the last
+`run` in `last_times`. `run` blocks; callers run it off any event loop. Engines are not
 thread-safe unless they say so: the service calls one engine from one batcher thread at a time.
 """
 
@@ -47,7 +49,7 @@ class EngineUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Wall seconds of one `Engine.run`: the network and the in-graph decoder."""
+    """Wall seconds of one `Engine.run`: the network and the decoder."""
 
     network_s: float = 0.0
     decoding_s: float = 0.0

@@ -1,14 +1,20 @@
-"""The two halves every engine runs: the raw network and the TF decoder.
+"""The two halves every engine runs: the raw network and the decoder.
 
 ONNX Runtime and OpenVINO run the network - normalisation, backbone, heads; everything with
 weights - exported from the model, and the TF engines run it from the Keras layers themselves;
-the TF decoder (`ssd_core.postprocess`, the reference itself) runs after it on the raw outputs,
-in every engine. The decoder does not convert well: tf2onnx turns its NMS into an ONNX `Loop`,
-which OpenVINO's ONNX front end refuses, and the converted full graph took 35-40 s to convert
-against 2-5 s for the network with no measured gain in ONNX Runtime (README, "Inference
-engines"). The split also keeps every engine's decoding bit-identical to TF's for identical
-raw outputs, lets the request's score threshold reach the decoder as an input, and times the
-two stages apart.
+the decoder runs after it on the raw outputs. The decoder does not convert well: tf2onnx turns
+its NMS into an ONNX `Loop`, which OpenVINO's ONNX front end refuses, and the converted full
+graph took 35-40 s to convert against 2-5 s for the network with no measured gain in ONNX
+Runtime (README, "Inference engines"). The split also lets the request's score threshold reach
+the decoder as an input, and times the two stages apart.
+
+Two decoders, the same detections. `TFDecoder` is the reference itself
+(`ssd_core.postprocess`, XLA-compiled) and decodes in every TF engine. `HostDecoder` serves the
+engines whose raw outputs arrive as NumPy arrays (ONNX Runtime, OpenVINO): the NumPy port
+(`ssd_core.postprocess_numpy`) when the call's candidates are few, as at a serving threshold,
+where it has no TF call to pay for and decodes only the candidates; the `TFDecoder` when they
+are many (a threshold of 0.01), where XLA's vectorised NMS is faster than NumPy's pairwise
+comparisons.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from ssd_core.anchors import generate_anchors
 from ssd_core.config import SSDConfig
 from ssd_core.decoder_config import DecoderConfig
 from ssd_core.model import SSD, copy_model
-from ssd_core.postprocess import decode_detections
+from ssd_core.postprocess import SMALL_TOP_K, decode_detections
+from ssd_core.postprocess_numpy import detections_from_scores, foreground_scores, most_candidates
 
 DECODER_LAYER = "detection_decoder"
 
@@ -134,6 +141,58 @@ class TFDecoder:
             tf.constant(count, tf.int32),
         )
         return {key: outputs[key].numpy() for key in fields.DETECTION_OUTPUTS}
+
+
+class HostDecoder:
+    """The model's decoder for raw outputs that are NumPy arrays, with `TFDecoder`'s call:
+    cls_logits (B, N, C), bbox_regression (B, N, 4), score threshold, max detections -> the
+    padded outputs dict as NumPy arrays.
+
+    Decodes in NumPy (`ssd_core.postprocess_numpy`) when no image and class ("caffe") or image
+    ("fast") has more than `SMALL_TOP_K` scores above the threshold (the condition of the TF
+    decoder's own shortcut), else calls the `TFDecoder`. Both give the same detections (scores
+    and boxes to within 1e-6: NumPy's and TF's `exp` round differently); the choice is only
+    speed: NumPy has no TF call to pay for, XLA compares hundreds of candidates faster. The
+    first call of each batch size runs the `TFDecoder`, so that XLA compiles for it then (in
+    the service's warm-up) rather than in the first request with many candidates.
+
+    Args:
+        config: the model's `SSDConfig` (anchors, variances, classes).
+        decoder_config: the model's decoder.
+
+    Attributes:
+        fallback: the `TFDecoder` of calls with many candidates.
+        last_path: "numpy" or "tf", the decoder of the last call ("" before the first).
+    """
+
+    def __init__(self, config: SSDConfig, decoder_config: DecoderConfig) -> None:
+        self.anchors = generate_anchors(config)  # (N, 4) float32 normalised corners
+        self.variances = config.variances
+        self.decoder_config = decoder_config
+        self.fallback = TFDecoder(config, decoder_config)
+        self.last_path = ""
+        self._compiled_batch_sizes: set[int] = set()
+
+    def __call__(
+        self, cls_logits: Any, bbox_regression: Any, threshold: Any, count: Any
+    ) -> dict[str, np.ndarray]:
+        scores = foreground_scores(np.asarray(cls_logits))  # (C-1, B, N)
+        batch = scores.shape[1]
+        many = most_candidates(scores, threshold, self.decoder_config.method) > SMALL_TOP_K
+        if many or batch not in self._compiled_batch_sizes:
+            self._compiled_batch_sizes.add(batch)
+            self.last_path = "tf"
+            return self.fallback(cls_logits, bbox_regression, threshold, count)
+        self.last_path = "numpy"
+        return detections_from_scores(
+            scores,
+            bbox_regression,
+            self.anchors,
+            self.variances,
+            self.decoder_config,
+            threshold,
+            count,
+        )
 
 
 def float32_tensor(value: Any) -> tf.Tensor:

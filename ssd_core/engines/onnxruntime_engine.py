@@ -1,5 +1,6 @@
 """ONNX Runtime engine: the network converted by tf2onnx (cached), run by ONNX Runtime's CPU
-(or CUDA, where installed) execution provider, then the TF decoder (`network.py` says why)."""
+(or CUDA, where installed) execution provider, then the host-side decoder
+(`network.py`, `HostDecoder`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ssd_core import fields
 from ssd_core.engines.base import Engine
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.conversion import network_onnx, require
-from ssd_core.engines.network import TFDecoder
+from ssd_core.engines.network import HostDecoder
 from ssd_core.model import SSD
 
 
@@ -43,7 +44,7 @@ class OnnxRuntimeEngine(Engine):
         ]
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.network_path = path
-        self.decoder = TFDecoder(model.ssd_config, model.decoder_config)
+        self.decoder = HostDecoder(model.ssd_config, model.decoder_config)
 
     def _network_path(self, model: SSD, cache: ArtifactCache) -> Path:
         if self.precision == "fp32":

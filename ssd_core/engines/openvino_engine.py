@@ -1,5 +1,5 @@
 """OpenVINO engine: the network converted to an OpenVINO IR (from the tf2onnx ONNX, cached),
-compiled for the CPU plugin, then the TF decoder (`network.py` says why).
+compiled for the CPU plugin, then the host-side decoder (`network.py`, `HostDecoder`).
 
 fp32 sets `INFERENCE_PRECISION_HINT=f32` explicitly: on CPUs with AMX or AVX512_BF16 the
 plugin's default is bf16, which would not match the TF reference.
@@ -16,7 +16,7 @@ from ssd_core import fields
 from ssd_core.engines.base import Engine
 from ssd_core.engines.cache import ArtifactCache
 from ssd_core.engines.conversion import network_openvino, require
-from ssd_core.engines.network import TFDecoder
+from ssd_core.engines.network import HostDecoder
 from ssd_core.model import SSD
 
 # OpenVINO's inference precision per engine precision ("int8" runs a quantised IR whose
@@ -52,7 +52,7 @@ class OpenVINOEngine(Engine):
         self._request = self.compiled.create_infer_request()
         outputs = {output.get_any_name(): output for output in self.compiled.outputs}
         self._outputs = [outputs[name] for name in fields.NETWORK_OUTPUTS]
-        self.decoder = TFDecoder(model.ssd_config, model.decoder_config)
+        self.decoder = HostDecoder(model.ssd_config, model.decoder_config)
 
     def _network_path(self, model: SSD, cache: ArtifactCache) -> Path:
         if self.precision in ("fp32", "bf16"):

@@ -4,7 +4,7 @@ OpenVINO NNCF (`nncf.quantize` on the OpenVINO IR) and ONNX Runtime
 
 Calibration images are (n, H, W, 3) uint8 RGB at the model's input size, prepared as the
 service prepares a request (`ssd_core.engines.calibration` reads them from a dataset). Only the
-network is quantised; the decoder runs in TF after it (`network.py`). The result is stored in
+network is quantised; the decoder runs after it, in fp32 (`network.py`). The result is stored in
 the model's engine cache (`cache.py`) as `openvino-int8/` (`network.xml` + `.bin`) or
 `onnxruntime-int8/` (`network.onnx`), each with `calibration.json` saying what it was
 calibrated on, so `create_engine(model, "openvino" | "onnxruntime", "int8")` finds it like any

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ssd_core.box_coder import decode_boxes, encode_boxes
+from ssd_core.box_coder import decode_boxes, decode_boxes_numpy, encode_boxes
 
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
 # Centre (0.4, 0.3), size (0.4, 0.2).
@@ -110,3 +110,30 @@ def test_float16_and_float64_inputs_give_float32_boxes():
     assert out.dtype == np.float32
     half_w = 0.4 * math.exp(0.1) / 2
     np.testing.assert_allclose(out.numpy(), [[0.44 - half_w, 0.18, 0.44 + half_w, 0.38]], atol=1e-6)
+
+
+def test_decode_boxes_numpy_equals_tf_within_an_ulp_of_exp():
+    rng = np.random.default_rng(4)
+    anchors = _random_boxes(rng, (50,))
+    deltas = rng.normal(0.0, 2.0, size=(3, 50, 4)).astype(np.float32)
+    deltas[0, 0] = [0.0, 0.0, 1e4, -1e4]  # the size cap
+    out = decode_boxes_numpy(deltas, anchors, VARIANCES)
+    assert out.dtype == np.float32 and out.shape == (3, 50, 4)
+    np.testing.assert_allclose(out, decode_boxes(deltas, anchors, VARIANCES).numpy(), atol=1e-6)
+
+
+def test_decode_boxes_numpy_hand_computed():
+    deltas = np.array([[1.0, -1.0, 0.5, 0.0]], np.float16)
+    half_w = 0.4 * math.exp(0.1) / 2
+    np.testing.assert_allclose(
+        decode_boxes_numpy(deltas, ANCHOR, VARIANCES),
+        [[0.44 - half_w, 0.18, 0.44 + half_w, 0.38]],
+        atol=1e-6,
+    )
+
+
+def test_decode_boxes_numpy_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"deltas must have shape \(\.\.\., 4\)"):
+        decode_boxes_numpy(np.zeros((2, 3), np.float32), ANCHOR, VARIANCES)
+    with pytest.raises(ValueError, match="variances must be 4 positive values"):
+        decode_boxes_numpy(np.zeros((1, 4), np.float32), ANCHOR, (0.1, 0.1, -0.2, 0.2))
