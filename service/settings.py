@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     )
     decode_workers: int = Field(default=4, ge=1, description="Threads decoding images.")
     compute_nice: int = Field(
-        default=10,
+        default=5,
         ge=0,
         le=19,
         description="How much nicer (lower CPU priority) the compute threads run than the event "
