@@ -13,9 +13,8 @@ For each JPEG size and model input size, times on one thread, interleaved round 
   a JPEG at least twice the needed size decoded at a reduced DCT scale (1/2, 1/4, 1/8), then
   the same resize.
 
-The JPEGs are a real photo (scikit-image's astronaut, when installed; else a generated shapes
-scene) resized to each size with Gaussian noise (sigma 3) added, as a camera's sensor noise
-keeps a large photo's entropy up, saved at quality 90. Reported: ms per image (best round and
+The JPEGs are a real photo at each size with a camera's noise (`photos.photo_jpeg`), quality
+90. Reported: ms per image (best round and
 median), the speed-up, and the reduction the served path used.
 """
 
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
 import logging
 from collections.abc import Callable
@@ -32,7 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
+from benchmarks.photos import photo, photo_jpeg
 
 from ssd_core.engines.auto import seconds_per_call
 from ssd_core.engines.host import describe_host
@@ -71,8 +69,8 @@ def main(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)  # one decode worker's cost; the service runs several in parallel
     sizes = [_size(text) for text in str(args.sizes).split(",")]
     inputs = [_size(text) for text in str(args.inputs).split(",")]
-    source, photo = _photo()
-    jpegs = {size: _jpeg(photo, size, args.quality) for size in sizes}
+    source = photo()[0]
+    jpegs = {size: photo_jpeg(*size, args.quality) for size in sizes}
     systems: dict[str, Callable[[bytes, tuple[int, int]], Any]] = {
         "full": lambda data, size: resize_image(
             decode_image(data, **LIMITS), size, "stretch", FILL
@@ -133,28 +131,6 @@ def _stretched(height: int, width: int, model_input: tuple[int, int]) -> tuple[i
 def _size(text: str) -> tuple[int, int]:
     height, width = (int(v) for v in text.lower().split("x"))
     return height, width
-
-
-def _photo() -> tuple[str, np.ndarray]:
-    try:
-        from skimage import data
-
-        return "scikit-image astronaut", np.asarray(data.astronaut())
-    except ImportError:
-        from ssd_core.data.shapes import render_scene
-
-        scene = render_scene(np.random.default_rng(0), 512, 512, empty_probability=0.0)
-        return "a generated shapes scene", scene.image
-
-
-def _jpeg(photo: np.ndarray, size: tuple[int, int], quality: int) -> bytes:
-    height, width = size
-    resized = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    noise = np.random.default_rng(height * width).normal(0.0, 3.0, resized.shape)
-    pixels = np.clip(resized + noise, 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchmarks.photos import photo_jpeg
 
 logger = logging.getLogger("benchmark.serve")
 
@@ -459,14 +459,8 @@ async def _oip_grpc_client(service: _Service, image: bytes) -> tuple[Any, Any]:
 
 
 def _client_image(size: str) -> bytes:
-    from PIL import Image
-
     height, width = (int(v) for v in size.lower().split("x"))
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return photo_jpeg(height, width)
 
 
 def _tiny_model(directory: Path) -> Path:
