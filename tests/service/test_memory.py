@@ -48,3 +48,22 @@ def test_never_trims_while_requests_are_in_flight_or_without_activity():
 
     assert run_trimmer(activity, in_flight, [busy, busy, busy]) == 0
     assert run_trimmer([0], [0], [lambda: None, lambda: None]) == 0
+
+
+def test_light_steady_traffic_is_not_trimmed_between_requests():
+    """A request every 5 ms against a 50 ms interval: no interval is quiet, so no trim (each
+    would stall the allocator for tens of ms); one trim once the traffic stops."""
+
+    async def scenario() -> tuple[int, int]:
+        activity = [0]
+        trimmer = IdleTrimmer(lambda: activity[0], lambda: 0, interval_s=0.05)
+        trimmer.start()
+        for _ in range(60):
+            activity[0] += 1
+            await asyncio.sleep(0.005)
+        during = trimmer.trims
+        await asyncio.sleep(0.2)
+        trimmer.stop()
+        return during, trimmer.trims
+
+    assert asyncio.run(scenario()) == (0, 1)
