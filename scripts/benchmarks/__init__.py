@@ -1,0 +1,1 @@
+"""The benchmark commands of `scripts/benchmark.py`, one module each, and their shared photos."""
