@@ -8,13 +8,6 @@ model (measured under load on the 2-core VM): an event loop that answers nothing
 503, meanwhile. `gc.freeze()` moves every object alive at that point into the permanent
 generation, which collections skip.
 
-Full collections of everything else wait for a quiet moment: the collector's own trigger
-(allocation counts) fired a 110 ms full collection over the leftovers of a connection flood
-(56,000 objects of 6000 closed connections) in the middle of the next burst, a stall every
-answer shared (measured). `IdleTrimmer` turns that trigger off while it runs and collects when
-the service has gone quiet, or after `max_full_interval_s` of unbroken load at the latest, so
-cyclic garbage is still reclaimed.
-
 glibc's allocator keeps freed heap pages for reuse, so after a flood of requests (bodies,
 decoded images, connection buffers) the resident size stays near its peak although the memory
 is free. `malloc_trim(0)` returns it. `IdleTrimmer` calls it when the service has gone quiet
@@ -61,12 +54,6 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def allocation_activity() -> int:
-    """How many generation-1 collections ran so far: it grows while the process allocates
-    (a flood of connections does, without a single request)."""
-    return int(gc.get_stats()[1]["collections"])
-
-
 def release_free_memory() -> bool:
     """Return free heap memory to the OS; False when the C library cannot."""
     if _MALLOC_TRIM is None:
@@ -75,80 +62,43 @@ def release_free_memory() -> bool:
     return True
 
 
-# The generation-2 threshold while an `IdleTrimmer` schedules full collections: never reached.
-DEFERRED_FULL_THRESHOLD = 1_000_000_000
-
-
 class IdleTrimmer:
-    """Collect garbage (a full collection) and trim once after activity, when a whole
-    `interval_s` then passed without any and no request is in flight; under unbroken load,
-    collect (without trimming) every `max_full_interval_s`.
-
-    While started, the collector's own full collections are off (module docstring); `stop`
-    restores its thresholds.
+    """Trim once after requests were served, when a whole `interval_s` then passed without a
+    new one and none is in flight.
 
     Args:
-        activity: a counter that grows with every request, and with allocation
-            (`allocation_activity`), e.g. requests accepted plus collections.
+        activity: a counter that grows with every request (e.g. requests accepted).
         in_flight: requests being served now.
     """
 
     def __init__(
-        self,
-        activity: Callable[[], int],
-        in_flight: Callable[[], int],
-        interval_s: float = 2.0,
-        max_full_interval_s: float = 60.0,
+        self, activity: Callable[[], int], in_flight: Callable[[], int], interval_s: float = 2.0
     ) -> None:
         self._activity = activity
         self._in_flight = in_flight
         self.interval_s = interval_s
-        self.max_full_interval_s = max_full_interval_s
         self.trims = 0
-        self.full_collections = 0
-        self._thresholds: tuple[int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._thresholds = gc.get_threshold()
-            gc.set_threshold(*self._thresholds[:2], DEFERRED_FULL_THRESHOLD)
+        if self._task is None and _MALLOC_TRIM is not None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="idle-trim")
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        if self._thresholds is not None:
-            gc.set_threshold(*self._thresholds)
-            self._thresholds = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         seen = self._activity()
-        active = False  # requests or allocation since the last collection
-        last_full = loop.time()
+        served = False  # requests since the last trim
         while True:
             await asyncio.sleep(self.interval_s)
             now = self._activity()
             if now != seen:
-                active = True  # not quiet for a whole interval yet
-            elif active and self._in_flight() == 0:
-                await asyncio.to_thread(_collect_and_trim)
+                served = True  # not quiet for a whole interval yet
+            elif served and self._in_flight() == 0:
+                await asyncio.to_thread(release_free_memory)
                 self.trims += 1
-                self.full_collections += 1
-                active, last_full = False, loop.time()
-            if loop.time() - last_full >= self.max_full_interval_s:
-                await asyncio.to_thread(_collect)  # busy all along: reclaim cycles anyway
-                self.full_collections += 1
-                last_full = loop.time()
-            seen = self._activity()
-
-
-def _collect() -> None:
-    gc.collect()
-
-
-def _collect_and_trim() -> None:
-    _collect()
-    release_free_memory()
+                served = False
+            seen = now

@@ -27,7 +27,7 @@ from service.detector import Detector, ImageResult
 from service.errors import NotServingError, ServiceError
 from service.images import PreparedImage, prepare_image
 from service.log_limits import EventSummary
-from service.memory import IdleTrimmer, allocation_activity
+from service.memory import IdleTrimmer
 from service.metrics import ServiceMetrics
 from service.params import max_detections_for, resolve_classes, score_threshold_for
 from service.repository import DirectoryCatalogue, ModelRepository, ModelVersion, repository_for
@@ -104,7 +104,7 @@ class Runtime:
         self._in_flight = 0
         self._accepted = 0  # requests that entered the request path, ever
         self._trimmer = IdleTrimmer(
-            activity=lambda: self._accepted + self.abandoned.total + allocation_activity(),
+            activity=lambda: self._accepted + self.abandoned.total,
             in_flight=lambda: self._in_flight,
         )
         self._idle = asyncio.Event()

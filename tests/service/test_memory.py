@@ -1,10 +1,8 @@
-"""`IdleTrimmer` collects and trims after activity once the service is idle, never while it is
-busy; full collections wait for it."""
+"""`IdleTrimmer` trims after activity once the service is idle, never while it is busy."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import pytest
 
@@ -14,13 +12,6 @@ from service.memory import IdleTrimmer, release_free_memory
 pytestmark = pytest.mark.skipif(
     memory._MALLOC_TRIM is None, reason="the C library has no malloc_trim (not glibc)"
 )
-
-
-@pytest.fixture(autouse=True)
-def instant_collections(monkeypatch):
-    """The schedule is under test, not the collector: a full collection of the test process
-    (TF and the suite's models in memory) would take longer than the test's intervals."""
-    monkeypatch.setattr(memory, "_collect", lambda: None)
 
 
 def test_release_free_memory_calls_malloc_trim():
@@ -76,28 +67,3 @@ def test_light_steady_traffic_is_not_trimmed_between_requests():
         return during, trimmer.trims
 
     assert asyncio.run(scenario()) == (0, 1)
-
-
-def test_full_collections_wait_for_quiet_or_at_most_max_full_interval():
-    """While started, the collector's own full collections are off (thresholds restored on
-    stop); unbroken activity still gets a full collection every `max_full_interval_s`, never
-    a trim."""
-    thresholds = gc.get_threshold()
-
-    async def scenario() -> tuple[int, int, int]:
-        activity = [0]
-        trimmer = IdleTrimmer(
-            lambda: activity[0], lambda: 1, interval_s=0.02, max_full_interval_s=0.1
-        )
-        trimmer.start()
-        deferred = gc.get_threshold()[2]
-        for _ in range(80):  # 0.4 s, activity every 5 ms: never a quiet interval
-            activity[0] += 1
-            await asyncio.sleep(0.005)
-        trimmer.stop()
-        return deferred, trimmer.full_collections, trimmer.trims
-
-    deferred, full, trims = asyncio.run(scenario())
-    assert deferred == memory.DEFERRED_FULL_THRESHOLD
-    assert gc.get_threshold() == thresholds
-    assert 2 <= full <= 4 and trims == 0
