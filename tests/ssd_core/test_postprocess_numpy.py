@@ -15,6 +15,7 @@ from ssd_core.postprocess_numpy import (
     greedy_nms_numpy,
     most_candidates,
 )
+from tests.ssd_core.engines.parity import assert_identical_outputs
 
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
 NUM_CLUSTERS, PER_CLUSTER, NUM_CLASSES = 40, 5, 4
@@ -57,16 +58,6 @@ def _both(logits, deltas, anchors, config, threshold=None, count=None):
     return {key: value.numpy() for key, value in reference.items()}, outputs
 
 
-def _assert_same(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
-    assert set(outputs) == set(reference)
-    for key, value in reference.items():
-        assert outputs[key].shape == value.shape and outputs[key].dtype == value.dtype, key
-    np.testing.assert_array_equal(outputs["num_detections"], reference["num_detections"])
-    np.testing.assert_array_equal(outputs["labels"], reference["labels"])
-    np.testing.assert_allclose(outputs["scores"], reference["scores"], rtol=0, atol=TOLERANCE)
-    np.testing.assert_allclose(outputs["boxes"], reference["boxes"], rtol=0, atol=TOLERANCE)
-
-
 @pytest.mark.parametrize(
     ("method", "clip", "threshold"),
     list(itertools.product(["caffe", "fast"], [True, False], [0.3, 0.5, 0.9])),
@@ -77,7 +68,7 @@ def test_matches_decode_detections_where_the_shortcut_applies(method, clip, thre
         logits, deltas, anchors = _sparse_inputs(seed)
         scores = foreground_scores(logits)
         assert 0 < most_candidates(scores, threshold, method) <= SMALL_TOP_K
-        _assert_same(*_both(logits, deltas, anchors, config, threshold))
+        assert_identical_outputs(*_both(logits, deltas, anchors, config, threshold), TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
@@ -87,7 +78,7 @@ def test_matches_decode_detections_with_many_candidates(method):
     for seed in range(3):
         logits, deltas, anchors = _sparse_inputs(seed, batch=2)
         assert most_candidates(foreground_scores(logits), 0.01, method) > 50
-        _assert_same(*_both(logits, deltas, anchors, config))
+        assert_identical_outputs(*_both(logits, deltas, anchors, config), TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
@@ -97,7 +88,7 @@ def test_per_call_count_below_k_keeps_the_best_and_zeroes_the_rest(method):
     reference, outputs = _both(logits, deltas, anchors, config, 0.3, 3)
     assert outputs["num_detections"].tolist() == [3, 3, 3]
     assert not outputs["scores"][:, 3:].any() and not outputs["boxes"][:, 3:].any()
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
@@ -107,14 +98,14 @@ def test_config_k_below_the_kept_count_keeps_the_best_k(method):
     reference, outputs = _both(logits, deltas, anchors, config, 0.3)
     assert outputs["boxes"].shape == (3, 4, 4)
     assert outputs["num_detections"].tolist() == [4, 4, 4]
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
 def test_top_k_below_the_candidate_count_cuts_each_group(method):
     config = DecoderConfig(method=method, top_k=3)
     logits, deltas, anchors = _sparse_inputs(7)
-    _assert_same(*_both(logits, deltas, anchors, config, 0.3))
+    assert_identical_outputs(*_both(logits, deltas, anchors, config, 0.3), TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
@@ -128,7 +119,7 @@ def test_equal_scores_rank_lower_anchor_then_lower_class(method):
     deltas = np.zeros((1, 8, 4), np.float32)
     config = DecoderConfig(method=method, max_detections=20)
     reference, outputs = _both(logits, deltas, anchors, config, 0.3)
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     n = outputs["num_detections"][0]
     anchor_of_row = [int(np.argmin(np.abs(anchors[:, 0] - x))) for x in outputs["boxes"][0, :n, 0]]
     if method == "caffe":
@@ -145,7 +136,7 @@ def test_tied_overlapping_boxes_keep_the_lower_anchor(method):
     reference, outputs = _both(
         logits, np.zeros((1, 2, 4), np.float32), anchors, DecoderConfig(method=method)
     )
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     assert outputs["num_detections"][0] == 1
     np.testing.assert_allclose(outputs["boxes"][0, 0], anchors[0], atol=TOLERANCE)
 
@@ -170,7 +161,7 @@ def test_iou_just_above_the_threshold_suppresses_and_just_below_keeps(method):
         logits[image, 2 * image : 2 * image + 2] = [[0.0, 3.0], [0.0, 2.5]]
     deltas = np.zeros((len(offsets), len(anchors), 4), np.float32)
     reference, outputs = _both(logits, deltas, anchors, DecoderConfig(method=method))
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     assert outputs["num_detections"].tolist() == [2, 1, 2, 1]
 
 
@@ -178,7 +169,7 @@ def test_nothing_above_the_threshold_gives_zero_padded_outputs():
     logits, deltas, anchors = _sparse_inputs(8)
     logits[..., 0] += 100.0
     reference, outputs = _both(logits, deltas, anchors, DecoderConfig(max_detections=7), 0.3)
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     assert not outputs["num_detections"].any() and not outputs["boxes"].any()
 
 
@@ -211,7 +202,7 @@ def test_iou_equal_to_the_threshold_keeps_both():
     logits = np.array([[[0.0, 3.0], [0.0, 2.5]]], np.float32)
     config = DecoderConfig(iou_threshold=iou)
     reference, outputs = _both(logits, np.zeros((1, 2, 4), np.float32), pair, config)
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     assert outputs["num_detections"].tolist() == [2]
 
 
@@ -225,5 +216,5 @@ def test_score_equal_to_the_threshold_in_float32_is_dropped():
     assert float(np.float32(1 / 3)) > 1 / 3
     deltas = np.zeros((1, 2, 4), np.float32)
     reference, outputs = _both(logits, deltas, anchors, DecoderConfig(), np.float64(1 / 3))
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
     assert outputs["num_detections"].tolist() == [1]

@@ -71,3 +71,17 @@ def assert_same_detections(
             f"image {image}: {len(missing)} reference detections not found, {len(extra)} "
             f"detections not in the reference; first missing {missing[:2]}, extra {extra[:2]}"
         )
+
+
+def assert_identical_outputs(
+    reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], tolerance: float
+) -> None:
+    """The padded outputs row by row: the same keys, shapes, dtypes, counts and labels, and
+    scores and boxes within `tolerance` (two implementations of one decoder, not two engines)."""
+    assert set(outputs) == set(reference)
+    for key, value in reference.items():
+        assert outputs[key].shape == value.shape and outputs[key].dtype == value.dtype, key
+    np.testing.assert_array_equal(outputs["num_detections"], reference["num_detections"])
+    np.testing.assert_array_equal(outputs["labels"], reference["labels"])
+    np.testing.assert_allclose(outputs["scores"], reference["scores"], rtol=0, atol=tolerance)
+    np.testing.assert_allclose(outputs["boxes"], reference["boxes"], rtol=0, atol=tolerance)

@@ -13,6 +13,7 @@ from ssd_core import fields
 from ssd_core.engines.network import HostDecoder, network_layers
 from ssd_core.postprocess import SMALL_TOP_K
 from tests.reference.face_files import read_photo_rgb
+from tests.ssd_core.engines.parity import assert_identical_outputs
 
 PHOTOS = ("astronaut.png", "coffee.png")
 TOLERANCE = 1e-6
@@ -48,15 +49,6 @@ def decoders(raw_outputs) -> dict[tuple[str, str], HostDecoder]:
     return made
 
 
-def _assert_same(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
-    for key, value in reference.items():
-        assert outputs[key].shape == value.shape and outputs[key].dtype == value.dtype, key
-    np.testing.assert_array_equal(outputs["num_detections"], reference["num_detections"])
-    np.testing.assert_array_equal(outputs["labels"], reference["labels"])
-    np.testing.assert_allclose(outputs["scores"], reference["scores"], rtol=0, atol=TOLERANCE)
-    np.testing.assert_allclose(outputs["boxes"], reference["boxes"], rtol=0, atol=TOLERANCE)
-
-
 def test_host_decoder_runs_tf_at_the_first_call_of_a_batch_size(raw_outputs, decoders):
     # So that XLA compiles in the service's warm-up, not in a later request's decoding.
     _, cls_logits, bbox_regression = raw_outputs["shapes"]
@@ -81,7 +73,7 @@ def test_host_decoder_decodes_real_outputs_in_numpy_as_tf_does(
     assert decoder.last_path == "numpy"
     reference = decoder.fallback(cls_logits, bbox_regression, *limits)
     assert reference["num_detections"].sum() > 0
-    _assert_same(reference, outputs)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["caffe", "fast"])
@@ -94,7 +86,7 @@ def test_host_decoder_hands_many_candidates_to_tf(method, raw_outputs, decoders)
     outputs = decoder(spread, bbox_regression, *limits)
     assert decoder.last_path == "tf"
     assert outputs["num_detections"].min() > SMALL_TOP_K
-    _assert_same(decoder.fallback(spread, bbox_regression, *limits), outputs)
+    assert_identical_outputs(decoder.fallback(spread, bbox_regression, *limits), outputs, TOLERANCE)
 
 
 def test_host_decoder_fast_method_matches_tf_on_real_outputs(raw_outputs, decoders):
@@ -103,4 +95,5 @@ def test_host_decoder_fast_method_matches_tf_on_real_outputs(raw_outputs, decode
     limits = (np.float32(0.3), np.int32(200))
     outputs = decoder(cls_logits, bbox_regression, *limits)
     assert decoder.last_path == "numpy"
-    _assert_same(decoder.fallback(cls_logits, bbox_regression, *limits), outputs)
+    reference = decoder.fallback(cls_logits, bbox_regression, *limits)
+    assert_identical_outputs(reference, outputs, TOLERANCE)
