@@ -40,7 +40,8 @@ def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     assert summary["model_batch1_ms"] > 0 and summary["image_ms"] > 0
     assert summary["one_client_p50_over_model_and_image"] > 0
     assert summary["throughput_over_model_batch16"] > 0
-    assert summary["throughput_over_model_batch16_per_cpu_left"] >= (
-        summary["throughput_over_model_batch16"]
+    assert (
+        summary["throughput_over_model_batch16_per_cpu_left"]
+        >= (summary["throughput_over_model_batch16"])
     )
     assert report["engine"]
