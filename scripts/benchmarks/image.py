@@ -30,8 +30,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from benchmarks.photos import photo, photo_jpeg
 
+from benchmarks.photos import photo, photo_jpeg
 from ssd_core.engines.auto import seconds_per_call
 from ssd_core.engines.host import describe_host
 from ssd_core.inference.images import decode_image, decode_scaled

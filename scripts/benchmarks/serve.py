@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from benchmarks.photos import photo_jpeg
 
 logger = logging.getLogger("benchmark.serve")
