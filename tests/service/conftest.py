@@ -198,12 +198,17 @@ class ServiceHarness:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """The in-process service tests' settings. The engine is `tf`: `auto` would convert and
-    time every installed engine for each model file a test writes (tens of seconds each);
+    """The in-process service tests' settings (compute threads not lowered: see below). The
+    engine is `tf`: `auto` would convert and time every installed engine for each model file a
+    test writes (tens of seconds each);
     `auto` and the other engines have their own tests (tests/ssd_core/engines/test_auto.py,
     tests/service/test_engines.py), and the subprocess tests run the default."""
     defaults: dict[str, Any] = {
         "engine": "tf",
+        # In-process services share the test process: lowering "every thread but the loop's"
+        # would lower the suite's own threads and every service process it starts later.
+        # tests/service/test_thread_priority.py runs a service process with it on.
+        "compute_nice": 0,
         "http_port": 0,
         "grpc_port": 0,
         "max_batch_size": 8,
