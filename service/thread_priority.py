@@ -11,23 +11,20 @@ scheduler runs the loop first when both are ready, while the compute threads sti
 cycle the loop leaves (no throughput is lost on an otherwise idle host). In a container the
 values weigh the container's own threads against each other.
 
-`compute_nice` is the value, computed on the event loop's thread. Threads the service starts for
-computation lower themselves (`lower_current_thread`, the thread pools' initialiser); the
-libraries' own pools (TensorFlow, OpenVINO, ONNX Runtime),
-started by whichever thread first needed them, are lowered by `lower_compute_threads` after
-every model load: every thread of the process but the event loop's and grpc's network threads.
+`compute_nice` is the value, computed on the event loop's thread. Threads the service starts
+for computation lower themselves (`lower_current_thread`, the thread pools' initialiser); the
+libraries' own pools (TensorFlow, OpenVINO, ONNX Runtime), started by whichever thread first
+needed them, are lowered by `lower_compute_threads` after every model load: every thread of the
+process but the event loop's and grpc's network threads.
 Elsewhere than Linux (no per-thread nice) both do nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 MAX_NICE = 19
 # grpc core's own threads (network polling, timers): they serve calls like the event loop.

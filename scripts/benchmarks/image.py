@@ -14,8 +14,8 @@ For each JPEG size and model input size, times on one thread, interleaved round 
   the same resize.
 
 The JPEGs are a real photo at each size with a camera's noise (`photos.photo_jpeg`), quality
-90. Reported: ms per image (best round and
-median), the speed-up, and the reduction the served path used.
+90. Reported: ms per image (best round and median), the speed-up, and the reduction the
+served path used.
 """
 
 from __future__ import annotations

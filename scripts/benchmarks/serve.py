@@ -10,7 +10,8 @@ For each batching setting (on: `--max-batch-size`; off: 1) the script starts `py
 as a subprocess on free ports, waits for readiness, then for each concurrency level runs that
 many closed-loop clients (each sends its next request when the previous one is answered) for
 `--duration` seconds after a short warm-up, and reads the mean batch size from the service's
-Prometheus metrics. Latency is client-side, end to end; errors are counted, not timed.
+Prometheus metrics and the CPU cores the service process and these clients kept busy (the
+clients share the machine). Latency is client-side, end to end; errors are counted, not timed.
 Protocols: `http` (POST /detect), `grpc` (ssd.v1.Detect), and the Open Inference Protocol as
 tritonclient sends it: `oip-http` (POST /v2/models/{m}/infer, binary tensor data, binary
 outputs) and `oip-grpc` (ModelInfer with raw_input_contents); one image per request.

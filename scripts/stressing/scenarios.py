@@ -444,8 +444,8 @@ def overload(server: ServiceProcess, sizes: Sizes, hammer: bool = False) -> dict
     The clients behave as the README asks: after a 503 they wait its `Retry-After`, after
     RESOURCE_EXHAUSTED one second (each plus a random jitter of up to half, `retry_pause_s`),
     and they join at random times during the first `RAMP_S`: a service's clients do not all
-    connect in the same millisecond (`herd` measures what happens when they do). With
-    `hammer` they join at once and retry at once: the refusals then come
+    connect in the same millisecond. With `hammer` they join at once (a herd) and retry at
+    once: the refusals then come
     back as fast as the two cores, shared with the clients, can turn requests away (Little's
     law: latency = clients / refusals per second), which measures the load generator as much
     as the service."""
