@@ -55,6 +55,9 @@ PROTOCOLS = ("http", "grpc", "oip-http", "oip-grpc")
 QUICK = {"concurrency": "1,4", "duration": 1.0, "warmup": 0.3, "image_size": "120x160"}
 # The request stages the service times (`service.runtime.STAGES`).
 STAGES = ("decode", "queue", "model", "decoding", "serialisation")
+# The reference's batch-1 calls after idling: about a one-client request's gap between passes.
+IDLE_S = 0.005
+IDLE_CALLS = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +131,10 @@ def main(args: argparse.Namespace) -> int:
 def _reference(model_path: Path | None, served: dict[str, str], image: bytes) -> dict[str, Any]:
     """The served model on the service's engine (`served`: /model's `engine`) in this
     process: batch-1 ms, batch-16 images/s (at the service's default threshold 0.3), and the
-    client image's decode + resize ms; each the best of 5 rounds of about a second."""
+    client image's decode + resize ms, each the best of 5 rounds of about a second; the CPU
+    time a batch-16 image costs (this process's, all threads); and the median batch-1 ms of
+    calls that each follow `IDLE_S` of idling, as a lone client's request finds the engine
+    (its threads asleep, its caches cold) where back-to-back calls keep it warm."""
     import ssd_core
     from ssd_core.engines import create_engine
     from ssd_core.engines.auto import best_seconds_per_call
@@ -150,10 +156,24 @@ def _reference(model_path: Path | None, served: dict[str, str], image: bytes) ->
         "batch16": best_seconds_per_call(lambda: predictor.run(batches[16], threshold), 5, 1.0),
         "image": best_seconds_per_call(lambda: predictor.prepare(image), 5, 1.0),
     }
+    cpu_started, batch16_calls = time.process_time(), 0
+    wall_end = time.perf_counter() + 1.0
+    while time.perf_counter() < wall_end:
+        predictor.run(batches[16], threshold)
+        batch16_calls += 1
+    cpu_per_image = (time.process_time() - cpu_started) / (16 * batch16_calls)
+    after_idle = []
+    for _ in range(IDLE_CALLS):
+        time.sleep(IDLE_S)
+        started = time.perf_counter()
+        predictor.run(batches[1], threshold)
+        after_idle.append(time.perf_counter() - started)
     return {
         "engine": engine.describe(),
         "batch1_ms": 1000 * seconds["batch1"],
+        "batch1_after_idle_ms": 1000 * float(np.median(after_idle)),
         "batch16_images_per_second": 16 / seconds["batch16"],
+        "batch16_cpu_ms_per_image": 1000 * cpu_per_image,
         "image_ms": 1000 * seconds["image"],
     }
 
@@ -164,17 +184,27 @@ def _against_reference(
     """The service against the model's own numbers (the mean of the runs before and after)."""
     if not reference:
         return {}
-    batch1 = float(np.mean([r["batch1_ms"] for r in reference]))
-    batch16 = float(np.mean([r["batch16_images_per_second"] for r in reference]))
-    image_ms = float(np.mean([r["image_ms"] for r in reference]))
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in reference]))
+
+    batch1, batch16, image_ms = (
+        mean("batch1_ms"),
+        mean("batch16_images_per_second"),
+        mean("image_ms"),
+    )
     summary: dict[str, Any] = {
         "model_batch1_ms": batch1,
+        "model_batch1_after_idle_ms": mean("batch1_after_idle_ms"),
         "model_batch16_images_per_second": batch16,
+        "model_batch16_cpu_ms_per_image": mean("batch16_cpu_ms_per_image"),
         "image_ms": image_ms,
         "lines": [
-            f"model in this process ({reference[0]['engine']}): batch 1 {batch1:.2f} ms, "
-            f"batch 16 {batch16:.1f} images/s; client image decode + resize {image_ms:.2f} ms "
-            f"(mean of before and after the services ran)"
+            f"model in this process ({reference[0]['engine']}): batch 1 {batch1:.2f} ms "
+            f"({mean('batch1_after_idle_ms'):.2f} ms after {IDLE_S * 1000:.0f} ms idle), "
+            f"batch 16 {batch16:.1f} images/s at {mean('batch16_cpu_ms_per_image'):.2f} CPU ms "
+            f"per image; client image decode + resize {image_ms:.2f} ms (mean of before and "
+            "after the services ran)"
         ],
     }
     on = [r for r in rows if r["mode"] == "batching on"]
@@ -182,9 +212,11 @@ def _against_reference(
     if one is not None:
         ratio = one["p50_ms"] / (batch1 + image_ms)
         summary["one_client_p50_over_model_and_image"] = ratio
+        idle_ratio = one["p50_ms"] / (summary["model_batch1_after_idle_ms"] + image_ms)
+        summary["one_client_p50_over_model_after_idle_and_image"] = idle_ratio
         summary["lines"].append(
             f"one client: p50 {one['p50_ms']:.2f} ms = {ratio:.2f}x (model batch 1 + image "
-            f"{batch1 + image_ms:.2f} ms)"
+            f"{batch1 + image_ms:.2f} ms); {idle_ratio:.2f}x against the model after idling"
         )
     most = max(on, key=lambda r: r["concurrency"], default=None)
     if most is not None and most["concurrency"] > 1:
@@ -203,7 +235,32 @@ def _against_reference(
                 f"busy (the service {most['service_cores']:.2f}); against the model's batch-16 "
                 f"rate on the {left:.0%} of the machine they left: {ratio / left:.2f}x"
             )
+        budget = _cpu_budget(most, summary, cores)
+        summary.update(budget)
+        summary["lines"].append(
+            f"  CPU per request: the service {budget['service_cpu_ms_per_request']:.2f} ms, of "
+            f"which the model's batch-16 pass costs {summary['model_batch16_cpu_ms_per_image']:.2f}"
+            f" alone; the other {budget['other_cpu_ms_per_request']:.2f} ms (image decode + "
+            f"resize {image_ms:.2f} alone, protocol, event loop, batching) leave room for at "
+            f"most {budget['throughput_ceiling_rps']:.1f} req/s on the cores the clients left "
+            f"= {budget['throughput_ceiling_over_model_batch16']:.2f}x"
+        )
     return summary
+
+
+def _cpu_budget(row: dict[str, Any], summary: dict[str, Any], cores: int) -> dict[str, float]:
+    """Where the service's CPU goes per request at `row`'s load, against the model's own CPU
+    per image: the throughput that per-request CPU allows on the cores the clients left (the
+    ceiling a perfectly scheduled service would reach)."""
+    service_ms = 1000 * row["service_cores"] / row["throughput_rps"]
+    ceiling_rps = 1000 * max(cores - row["client_cores"], 0.0) / service_ms
+    return {
+        "service_cpu_ms_per_request": service_ms,
+        "other_cpu_ms_per_request": service_ms - summary["model_batch16_cpu_ms_per_image"],
+        "throughput_ceiling_rps": ceiling_rps,
+        "throughput_ceiling_over_model_batch16": ceiling_rps
+        / summary["model_batch16_images_per_second"],
+    }
 
 
 class _Service:

@@ -44,4 +44,12 @@ def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
         summary["throughput_over_model_batch16_per_cpu_left"]
         >= (summary["throughput_over_model_batch16"])
     )
+    # The CPU budget: the model's own CPU per image is part of the service's per request, and
+    # the ceiling that per-request CPU allows is at least what the service reached (it cannot
+    # use more than the cores the clients left; 10% for the two CPU clocks' resolution).
+    assert 0 < summary["model_batch16_cpu_ms_per_image"] < summary["service_cpu_ms_per_request"]
+    assert summary["other_cpu_ms_per_request"] > 0
+    most = rows[1]  # batching on, 4 clients
+    assert summary["throughput_ceiling_rps"] >= 0.9 * most["throughput_rps"]
+    assert summary["model_batch1_after_idle_ms"] > 0
     assert report["engine"]
