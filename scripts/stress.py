@@ -31,8 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from service_process import ServiceProcess  # noqa: E402
 from stressing.scenarios import FULL, QUICK, SCENARIOS  # noqa: E402
-from stressing.server import ServiceProcess  # noqa: E402
 
 logger = logging.getLogger("stress")
 MAX_IMAGE_BYTES = 1024 * 1024  # small, so that the over-limit stream item is cheap to send

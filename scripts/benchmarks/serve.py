@@ -35,17 +35,15 @@ import logging
 import math
 import os
 import platform
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from service_process import ServiceProcess, free_port
 
+from benchmarks.grpc_floor import echo_server
 from benchmarks.photos import photo_jpeg
 
 logger = logging.getLogger("benchmark.serve")
@@ -98,8 +96,9 @@ def main(args: argparse.Namespace) -> int:
         reference: list[dict[str, Any]] = []
         rows = []
         for mode, batch_size in (("batching on", args.max_batch_size), ("batching off", 1)):
-            with _Service(model_path, batch_size, args.max_batch_delay_ms, args) as service:
-                engine = service.engine()
+            log = Path(tmp) / f"service-batch{batch_size}.log"
+            with _service(model_path, batch_size, args.max_batch_delay_ms, args, log) as service:
+                engine = _engine(service)
                 if not args.no_reference and not reference:  # the service idles meanwhile
                     reference.append(_reference(model_path, engine, image))
                 for concurrency in levels:
@@ -108,12 +107,13 @@ def main(args: argparse.Namespace) -> int:
                     logger.info("%s", rows[-1])
         if reference:
             reference.append(_reference(model_path, engine, image))
+    floor = _grpc_floor(args, levels, image) if args.protocol == "grpc" and reference else []
     print(_table(rows, args.protocol))
     print(f"\nengine: {engine['detail']}")
     from ssd_core.engines.host import cpu_name
 
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.platform()}")
-    summary = _against_reference(rows, reference)
+    summary = _against_reference(rows, reference, floor)
     for line in summary.get("lines", []):
         print(line)
     if args.out:
@@ -122,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
             "engine": engine,
             "rows": rows,
             "reference": reference,
+            "grpc_floor": floor,
             "summary": {k: v for k, v in summary.items() if k != "lines"},
         }
         args.out.write_text(json.dumps(report, indent=2))
@@ -179,9 +180,11 @@ def _reference(model_path: Path | None, served: dict[str, str], image: bytes) ->
 
 
 def _against_reference(
-    rows: list[dict[str, Any]], reference: list[dict[str, Any]]
+    rows: list[dict[str, Any]], reference: list[dict[str, Any]], floor: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The service against the model's own numbers (the mean of the runs before and after)."""
+    """The service against the model's own numbers (the mean of the runs before and after),
+    and, given the gRPC floor (`_grpc_floor`), the best the service could do if it added
+    nothing of its own to the image decoding, the model and the bare call."""
     if not reference:
         return {}
 
@@ -245,7 +248,52 @@ def _against_reference(
             f"most {budget['throughput_ceiling_rps']:.1f} req/s on the cores the clients left "
             f"= {budget['throughput_ceiling_over_model_batch16']:.2f}x"
         )
+    if floor:
+        summary.update(_floor_bounds(summary, floor, most, cores=os.cpu_count() or 1))
+        summary["lines"].extend(summary.pop("floor_lines"))
     return summary
+
+
+def _floor_bounds(
+    summary: dict[str, Any], floor: list[dict[str, Any]], most: dict[str, Any] | None, cores: int
+) -> dict[str, Any]:
+    """The bounds of a service that adds nothing to the model, the image and a bare call: one
+    client waits for the model after idling, the image and the bare round trip; many clients
+    cost the model's CPU per image, the image's and the bare call's server CPU per request."""
+    one, many = floor[0], floor[-1]
+    one_ms = summary["model_batch1_after_idle_ms"] + summary["image_ms"] + one["p50_ms"]
+    bounds: dict[str, Any] = {
+        "floor_one_client_p50_ms": one["p50_ms"],
+        "floor_cpu_ms_per_request": many["server_cpu_ms_per_request"],
+        "best_one_client_over_model_and_image": one_ms
+        / (summary["model_batch1_ms"] + summary["image_ms"]),
+    }
+    lines = [
+        f"bare gRPC (the same clients and image, `Detect` answered at once by an empty "
+        f"grpc.aio server): {one['concurrency']} client p50 {one['p50_ms']:.2f} ms; "
+        f"{many['concurrency']} clients {many['throughput_rps']:.0f} req/s at "
+        f"{many['server_cpu_ms_per_request']:.2f} server CPU ms per request",
+        f"  a service adding nothing to that, the image and the model: one client "
+        f"{one_ms:.2f} ms (model after idling + image + bare call) = "
+        f"{bounds['best_one_client_over_model_and_image']:.2f}x",
+    ]
+    if most is not None and most["concurrency"] > 1:
+        per_request = (
+            summary["model_batch16_cpu_ms_per_image"]
+            + summary["image_ms"]
+            + many["server_cpu_ms_per_request"]
+        )
+        best_rps = 1000 * max(cores - most["client_cores"], 0.0) / per_request
+        bounds["best_throughput_over_model_batch16"] = (
+            best_rps / summary["model_batch16_images_per_second"]
+        )
+        lines.append(
+            f"  {most['concurrency']} clients: {per_request:.2f} CPU ms per request (model + "
+            f"image + bare call) allow {best_rps:.1f} req/s on the cores the clients left = "
+            f"{bounds['best_throughput_over_model_batch16']:.2f}x"
+        )
+    bounds["floor_lines"] = lines
+    return bounds
 
 
 def _cpu_budget(row: dict[str, Any], summary: dict[str, Any], cores: int) -> dict[str, float]:
@@ -263,107 +311,94 @@ def _cpu_budget(row: dict[str, Any], summary: dict[str, Any], cores: int) -> dic
     }
 
 
-class _Service:
-    """`python -m service` on free ports; SIGTERM on exit."""
+def _service(
+    model_path: Path | None,
+    max_batch_size: int,
+    delay_ms: float,
+    args: argparse.Namespace,
+    log: Path,
+) -> ServiceProcess:
+    """The service to measure (not started): batching as given, a queue long enough for every
+    client, warnings-only logging into `log`."""
+    settings: dict[str, Any] = {
+        "max_batch_size": max_batch_size,
+        "max_batch_delay_ms": delay_ms,
+        "max_queue_size": 1024,
+        "log_level": "WARNING",
+    }
+    if model_path is not None:
+        settings["model_path"] = model_path
+    if args.engine:
+        settings["engine"] = args.engine
+    if args.precision:
+        settings["precision"] = args.precision
+    return ServiceProcess(settings, log)
 
-    def __init__(
-        self,
-        model_path: Path | None,
-        max_batch_size: int,
-        delay_ms: float,
-        args: argparse.Namespace,
-    ) -> None:
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        self.env = {
-            **os.environ,
-            "SSD_HOST": "127.0.0.1",
-            "SSD_HTTP_PORT": str(self.http_port),
-            "SSD_GRPC_PORT": str(self.grpc_port),
-            "SSD_MAX_BATCH_SIZE": str(max_batch_size),
-            "SSD_MAX_BATCH_DELAY_MS": str(delay_ms),
-            "SSD_MAX_QUEUE_SIZE": "1024",
-            "SSD_LOG_LEVEL": "WARNING",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
-        if model_path is not None:
-            self.env["SSD_MODEL_PATH"] = str(model_path)
-        if args.engine:
-            self.env["SSD_ENGINE"] = args.engine
-        if args.precision:
-            self.env["SSD_PRECISION"] = args.precision
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> _Service:
-        import httpx
+def _engine(service: ServiceProcess) -> dict[str, str]:
+    """What runs the served model (`GET /model`: engine name, precision, detail)."""
+    engine: dict[str, str] = json.loads(service.get("/model")[1])["engine"]
+    return engine
 
-        self.process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=self.env)
-        end = time.monotonic() + 300
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with code {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("service did not become ready within 300 s")
 
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def _stats(service: ServiceProcess) -> dict[str, float]:
+    """Sums and counts of the batch-size and stage histograms, over all models: keys
+    `batch_sum`, `batch_count`, `<stage>_sum`, `<stage>_count`."""
+    values: dict[str, float] = {}
+    for (name, labels), value in service.metrics().items():
+        if name.startswith("ssd_batch_size_"):
+            values["batch_" + name.rsplit("_", 1)[1]] = value
+        elif name.startswith("ssd_request_stage_seconds_"):
+            values[f"{dict(labels)['stage']}_{name.rsplit('_', 1)[1]}"] = value
+    return values
 
-    def engine(self) -> dict[str, str]:
-        """What runs the served model (`GET /model`: engine name, precision, detail)."""
-        import httpx
 
-        engine: dict[str, str] = httpx.get(f"{self.url}/model", timeout=10).json()["engine"]
-        return engine
+def _grpc_floor(args: argparse.Namespace, levels: list[int], image: bytes) -> list[dict[str, Any]]:
+    """The same gRPC clients against `benchmarks.grpc_floor`'s echo server, at the fewest and
+    the most clients: p50 latency and the server's CPU ms per request."""
+    rows = []
+    with echo_server(free_port()) as echo:
+        for concurrency in sorted({min(levels), max(levels)}):
+            row = asyncio.run(
+                _measure_floor(echo.grpc_port, echo.cpu_seconds, concurrency, image, args)
+            )
+            rows.append(row)
+            logger.info("grpc floor: %s", row)
+    return rows
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds the service process has used (all threads), NaN where /proc is not."""
-        assert self.process is not None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stats(self) -> dict[str, float]:
-        """Sums and counts of the batch-size and stage histograms, over all models: keys
-        `batch_sum`, `batch_count`, `<stage>_sum`, `<stage>_count`."""
-        import httpx
-        from prometheus_client.parser import text_string_to_metric_families
-
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics").text):
-            for sample in family.samples:
-                if sample.name.startswith("ssd_batch_size_"):
-                    key = "batch_" + sample.name.rsplit("_", 1)[1]
-                elif sample.name.startswith("ssd_request_stage_seconds_"):
-                    key = f"{sample.labels['stage']}_{sample.name.rsplit('_', 1)[1]}"
-                else:
-                    continue
-                values[key] = values.get(key, 0.0) + sample.value
-        return values
+async def _measure_floor(
+    port: int, server_cpu: Any, concurrency: int, image: bytes, args: argparse.Namespace
+) -> dict[str, Any]:
+    send, close = await _grpc_client(port, image)
+    try:
+        await _run_clients(send, concurrency, args.warmup)
+        cpu_before = server_cpu()
+        latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
+        cpu_seconds = server_cpu() - cpu_before
+    finally:
+        await close()
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(np.array(latencies) * 1000.0, 50)),
+        "server_cpu_ms_per_request": 1000 * cpu_seconds / max(len(latencies), 1),
+    }
 
 
 async def _measure(
-    service: _Service, args: argparse.Namespace, concurrency: int, image: bytes
+    service: ServiceProcess, args: argparse.Namespace, concurrency: int, image: bytes
 ) -> dict[str, Any]:
     send, close = await _client(service, args.protocol, image)
     try:
         await _run_clients(send, concurrency, args.warmup)
-        before = service.stats()
+        before = _stats(service)
         cpu_before = (service.cpu_seconds(), time.process_time())
         latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
         cpu_after = (service.cpu_seconds(), time.process_time())
-        after = service.stats()
+        after = _stats(service)
     finally:
         await close()
 
@@ -416,7 +451,7 @@ async def _run_clients(
     return latencies, errors, time.perf_counter() - start
 
 
-async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, Any]:
+async def _client(service: ServiceProcess, protocol: str, image: bytes) -> tuple[Any, Any]:
     """(send, close): `send()` makes one request and returns whether it succeeded."""
     if protocol == "oip-http":
         return await _oip_http_client(service, image)
@@ -434,11 +469,16 @@ async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, 
 
         return send_http, http.aclose
 
+    return await _grpc_client(service.grpc_port, image)
+
+
+async def _grpc_client(port: int, image: bytes) -> tuple[Any, Any]:
+    """(send, close) of `ssd.v1.Detector/Detect` calls with `image` on `port`."""
     import grpc
 
     from service._generated import detector_pb2, detector_pb2_grpc
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = detector_pb2_grpc.DetectorStub(channel)
     request = detector_pb2.DetectRequest(image=image)
 
@@ -452,13 +492,11 @@ async def _client(service: _Service, protocol: str, image: bytes) -> tuple[Any, 
     return send_grpc, channel.close
 
 
-def _served_model(service: _Service) -> str:
-    import httpx
-
-    return str(httpx.get(f"{service.url}/model", timeout=10).json()["name"])
+def _served_model(service: ServiceProcess) -> str:
+    return str(json.loads(service.get("/model")[1])["name"])
 
 
-async def _oip_http_client(service: _Service, image: bytes) -> tuple[Any, Any]:
+async def _oip_http_client(service: ServiceProcess, image: bytes) -> tuple[Any, Any]:
     """OIP HTTP with binary tensor data, as tritonclient.http sends it (all outputs binary)."""
     import httpx
 
@@ -494,7 +532,7 @@ async def _post_ok(http: Any, path: str, body: bytes, headers: dict[str, str]) -
     return bool(response.status_code == 200)
 
 
-async def _oip_grpc_client(service: _Service, image: bytes) -> tuple[Any, Any]:
+async def _oip_grpc_client(service: ServiceProcess, image: bytes) -> tuple[Any, Any]:
     """OIP gRPC ModelInfer with the image in raw_input_contents, as tritonclient.grpc sends."""
     import grpc
 
@@ -529,12 +567,6 @@ def _tiny_model(directory: Path) -> Path:
     config = ssd_core.SSDConfig.preset("ssd7", image_size=(64, 96))
     ssd_core.build_model(config, mode="inference").save(path)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ms(value: float) -> str:

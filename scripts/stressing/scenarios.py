@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from service_process import ServiceProcess
 
 from stressing.clients import (
     Probe,
@@ -30,7 +31,6 @@ from stressing.clients import (
     retry_pause_s,
     send_and_hang_up,
 )
-from stressing.server import ServiceProcess
 
 INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT.value[0]
 

@@ -53,3 +53,11 @@ def test_serve_benchmark_quick_compares_batching_on_and_off(tmp_path, protocol):
     assert summary["throughput_ceiling_rps"] >= 0.9 * most["throughput_rps"]
     assert summary["model_batch1_after_idle_ms"] > 0
     assert report["engine"]
+    if protocol == "grpc":  # the bare call's floor, measured beside the service
+        floor = report["grpc_floor"]
+        assert [row["concurrency"] for row in floor] == [1, 4]
+        assert all(row["requests"] > 0 and row["errors"] == 0 for row in floor)
+        # An empty answer is faster than a detection and costs the server less CPU.
+        assert floor[0]["p50_ms"] < rows[0]["p50_ms"]
+        assert summary["floor_cpu_ms_per_request"] < summary["service_cpu_ms_per_request"]
+        assert summary["best_throughput_over_model_batch16"] > 0

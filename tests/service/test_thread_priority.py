@@ -70,7 +70,7 @@ def test_a_serving_process_runs_its_compute_threads_nicer_than_its_event_loop(tm
     """`python -m service` on the shapes model after one detection: its main thread (the event
     loop) keeps the process's nice value, grpc's network threads too, and the compute threads
     (engine pools, batcher, decoders: several) run `SSD_COMPUTE_NICE` steps nicer."""
-    from stressing.server import ServiceProcess
+    from service_process import ServiceProcess
 
     settings = {"model_path": ROOT / "ssd_core/assets/ssd7_shapes.keras", "engine": "tf",
                 "compute_nice": 4}  # fmt: skip

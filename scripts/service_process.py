@@ -1,8 +1,10 @@
-"""The service under test: `python -m service` on free loopback ports, with its resources read
-from /proc (RSS, open file descriptors, threads) and its Prometheus metrics."""
+"""The service as a subprocess for the scripts that load it (`stress.py`, `benchmark.py serve`):
+`python -m service` on free loopback ports, its resources read from /proc (CPU time, RSS, open
+file descriptors, threads) and its Prometheus metrics."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -19,6 +21,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used; NaN without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ServiceProcess:
@@ -44,9 +55,11 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def __enter__(self) -> ServiceProcess:
-        from stressing.clients import http_request
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
 
+    def __enter__(self) -> ServiceProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"],
@@ -61,8 +74,7 @@ class ServiceProcess:
                 raise RuntimeError(
                     f"service exited with code {self.process.returncode}; see {self.log_path}"
                 )
-            status, _, _ = http_request(self.host, self.http_port, "GET", "/readyz", timeout=1)
-            if status == 200:
+            if self.get("/readyz", timeout=1)[0] == 200:
                 return self
             time.sleep(0.25)
         raise RuntimeError("service did not become ready within 300 s")
@@ -80,6 +92,21 @@ class ServiceProcess:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        """(status, body) of GET `path` on the HTTP port; status 0 on a transport error."""
+        connection = http.client.HTTPConnection(self.host, self.http_port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            return 0, b""
+        finally:
+            connection.close()
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def rss_mb(self) -> float:
         """Resident set size of the service process, MiB."""
@@ -102,9 +129,7 @@ class ServiceProcess:
         (the `model` and `version` labels)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        from stressing.clients import http_request
-
-        status, body, _ = http_request(self.host, self.http_port, "GET", "/metrics", timeout=10)
+        status, body = self.get("/metrics")
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")
         totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
