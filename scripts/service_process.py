@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -71,8 +71,11 @@ class ServiceProcess:
         end = time.monotonic() + 300
         while time.monotonic() < end:
             if self.process.poll() is not None:
+                self._log.close()
+                tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
                 raise RuntimeError(
-                    f"service exited with code {self.process.returncode}; see {self.log_path}"
+                    f"service exited with code {self.process.returncode}; the end of its log "
+                    f"({self.log_path}):\n" + "\n".join(tail)
                 )
             if self.get("/readyz", timeout=1)[0] == 200:
                 return self
