@@ -34,13 +34,15 @@ from service.oip_http_codec import (
     HttpInferRequest,
     encode_response,
     inflate,
+    json_bytes,
     parse_request,
 )
 from service.oip_infer import HTTP, InferResponse, infer, observe_refused
 from service.runtime import Runtime
 
 oip_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
-# Bodies up to this size are parsed on the event loop; larger ones in a thread.
+# Requests with up to this much JSON, not compressed, are parsed on the event loop; the others
+# in a thread. Binary tensor data does not count: it is sliced, not parsed.
 _INLINE_PARSE_BYTES = 64 * 1024
 _SMALL_BODY_BYTES = 64 * 1024  # a repository request: a few parameters
 
@@ -313,7 +315,9 @@ async def _parse(
             max_images=max_images,
         )
 
-    if len(body) <= _INLINE_PARSE_BYTES:
+    compressed = request.headers.get("content-encoding") is not None
+    header_length = request.headers.get(HEADER_LENGTH)
+    if not compressed and json_bytes(header_length, len(body)) <= _INLINE_PARSE_BYTES:
         return parse()
     return await asyncio.to_thread(parse)
 

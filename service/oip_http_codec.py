@@ -111,6 +111,18 @@ def parse_request(
     return HttpInferRequest(request, _binary_outputs(parameters, requested, names))
 
 
+def json_bytes(header_length: str | None, body_length: int) -> int:
+    """How many bytes of a body of `body_length` are JSON, given its
+    `Inference-Header-Content-Length` (the whole body without the header, or with one
+    `parse_request` will refuse): what parsing it costs, binary tensor data being sliced, not
+    parsed."""
+    try:
+        split = _header_split(header_length, body_length)
+    except InvalidTensorError:
+        return body_length
+    return body_length if split is None else split
+
+
 def _header_split(text: str | None, body_length: int) -> int | None:
     """Where the JSON ends: None when the header is absent (all JSON), else its value."""
     if text is None:

@@ -298,3 +298,14 @@ def test_refused_and_answered_requests_are_counted_under_oip_http(service, clien
         client.infer("nope", [image_input([png((0, 0, 8, 8))])])
     after = count("400"), count("404"), count("200")
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 2, 1]
+
+
+def test_only_the_json_part_of_a_body_counts_as_parsing_work():
+    from service.oip_http_codec import json_bytes
+
+    assert json_bytes(None, 5000) == 5000  # no header: the body is all JSON
+    assert json_bytes("120", 80_000) == 120  # a JSON header, then binary tensor data
+    assert json_bytes("0", 80_000) == 0  # a raw binary request
+    # Headers parse_request refuses count the whole body (it says why when it parses).
+    assert json_bytes("9999999", 80_000) == 80_000
+    assert json_bytes("x1", 80_000) == 80_000
