@@ -32,6 +32,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """SIGTERM `process` and wait for it to exit; SIGKILL it after `timeout_s`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 class ServiceProcess:
     """`python -m service` with `settings` (SSD_* names without the prefix); SIGTERM on exit.
 
@@ -84,11 +93,7 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
         self._log.close()
 
     @property

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from service_process import cpu_seconds
+from service_process import cpu_seconds, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -62,7 +62,6 @@ class EchoServer:
 @contextlib.contextmanager
 def echo_server(grpc_port: int) -> Iterator[EchoServer]:
     """Start the echo server, wait until its port answers, SIGTERM it on exit."""
-
     server = EchoServer(grpc_port)
     paths = os.pathsep.join([str(ROOT), str(ROOT / "scripts")])
     env = {**os.environ, "PYTHONPATH": paths}
@@ -72,11 +71,7 @@ def echo_server(grpc_port: int) -> Iterator[EchoServer]:
         _wait_until_serving(server.process, grpc_port)
         yield server
     finally:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+        stop(server.process)
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], port: int) -> None:

@@ -229,7 +229,7 @@ def _against_reference(
             f"the model's batch-16 {batch16:.1f} images/s"
         )
         cores = os.cpu_count() or 1
-        left = max(cores - most["client_cores"], 0.0) / cores
+        left = _cores_left(most, cores) / cores
         if left > 0:
             summary["throughput_over_model_batch16_per_cpu_left"] = ratio / left
             summary["lines"].append(
@@ -248,22 +248,24 @@ def _against_reference(
             f"= {budget['throughput_ceiling_over_model_batch16']:.2f}x"
         )
     if floor:
-        summary.update(_floor_bounds(summary, floor, most, cores=os.cpu_count() or 1))
-        summary["lines"].extend(summary.pop("floor_lines"))
+        bounds, lines = _floor_bounds(summary, floor, most, cores=os.cpu_count() or 1)
+        summary.update(bounds)
+        summary["lines"].extend(lines)
     return summary
 
 
 def _floor_bounds(
     summary: dict[str, Any], floor: list[dict[str, Any]], most: dict[str, Any] | None, cores: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, float], list[str]]:
     """The bounds of a service that adds nothing to the model, the image and a bare call: one
     client waits for the model after idling, the image and the bare round trip; many clients
     cost the model's CPU per image, the image's and the bare call's server CPU per request."""
     one, many = floor[0], floor[-1]
     one_ms = summary["model_batch1_after_idle_ms"] + summary["image_ms"] + one["p50_ms"]
-    bounds: dict[str, Any] = {
+    bare_cpu_ms = _cpu_ms_per_request(many)
+    bounds = {
         "floor_one_client_p50_ms": one["p50_ms"],
-        "floor_cpu_ms_per_request": many["server_cpu_ms_per_request"],
+        "floor_cpu_ms_per_request": bare_cpu_ms,
         "best_one_client_over_model_and_image": one_ms
         / (summary["model_batch1_ms"] + summary["image_ms"]),
     }
@@ -271,18 +273,14 @@ def _floor_bounds(
         f"bare gRPC (the same clients and image, `Detect` answered at once by an empty "
         f"grpc.aio server): {one['concurrency']} client p50 {one['p50_ms']:.2f} ms; "
         f"{many['concurrency']} clients {many['throughput_rps']:.0f} req/s at "
-        f"{many['server_cpu_ms_per_request']:.2f} server CPU ms per request",
+        f"{bare_cpu_ms:.2f} server CPU ms per request",
         f"  a service adding nothing to that, the image and the model: one client "
         f"{one_ms:.2f} ms (model after idling + image + bare call) = "
         f"{bounds['best_one_client_over_model_and_image']:.2f}x",
     ]
     if most is not None and most["concurrency"] > 1:
-        per_request = (
-            summary["model_batch16_cpu_ms_per_image"]
-            + summary["image_ms"]
-            + many["server_cpu_ms_per_request"]
-        )
-        best_rps = 1000 * max(cores - most["client_cores"], 0.0) / per_request
+        per_request = summary["model_batch16_cpu_ms_per_image"] + summary["image_ms"] + bare_cpu_ms
+        best_rps = 1000 * _cores_left(most, cores) / per_request
         bounds["best_throughput_over_model_batch16"] = (
             best_rps / summary["model_batch16_images_per_second"]
         )
@@ -291,16 +289,15 @@ def _floor_bounds(
             f"image + bare call) allow {best_rps:.1f} req/s on the cores the clients left = "
             f"{bounds['best_throughput_over_model_batch16']:.2f}x"
         )
-    bounds["floor_lines"] = lines
-    return bounds
+    return bounds, lines
 
 
 def _cpu_budget(row: dict[str, Any], summary: dict[str, Any], cores: int) -> dict[str, float]:
     """Where the service's CPU goes per request at `row`'s load, against the model's own CPU
     per image: the throughput that per-request CPU allows on the cores the clients left (the
     ceiling a perfectly scheduled service would reach)."""
-    service_ms = 1000 * row["service_cores"] / row["throughput_rps"]
-    ceiling_rps = 1000 * max(cores - row["client_cores"], 0.0) / service_ms
+    service_ms = _cpu_ms_per_request(row)
+    ceiling_rps = 1000 * _cores_left(row, cores) / service_ms
     return {
         "service_cpu_ms_per_request": service_ms,
         "other_cpu_ms_per_request": service_ms - summary["model_batch16_cpu_ms_per_image"],
@@ -308,6 +305,16 @@ def _cpu_budget(row: dict[str, Any], summary: dict[str, Any], cores: int) -> dic
         "throughput_ceiling_over_model_batch16": ceiling_rps
         / summary["model_batch16_images_per_second"],
     }
+
+
+def _cpu_ms_per_request(row: dict[str, Any]) -> float:
+    """The server's CPU ms per answered request over a row's timed window."""
+    return float(1000 * row["service_cores"] / row["throughput_rps"])
+
+
+def _cores_left(row: dict[str, Any], cores: int) -> float:
+    """The cores a row's clients left to the server."""
+    return max(cores - row["client_cores"], 0.0)
 
 
 def _service(
@@ -354,7 +361,7 @@ def _stats(service: ServiceProcess) -> dict[str, float]:
 
 def _grpc_floor(args: argparse.Namespace, levels: list[int], image: bytes) -> list[dict[str, Any]]:
     """The same gRPC clients against `benchmarks.grpc_floor`'s echo server, at the fewest and
-    the most clients: p50 latency and the server's CPU ms per request."""
+    the most clients: `_timed_load`'s rows (latency, the echo server's and clients' cores)."""
     rows = []
     with echo_server(free_port()) as echo:
         for concurrency in sorted({min(levels), max(levels)}):
@@ -370,50 +377,55 @@ async def _measure_floor(
     port: int, server_cpu: Any, concurrency: int, image: bytes, args: argparse.Namespace
 ) -> dict[str, Any]:
     send, close = await _grpc_client(port, image)
-    try:
-        await _run_clients(send, concurrency, args.warmup)
-        cpu_before = server_cpu()
-        latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
-        cpu_seconds = server_cpu() - cpu_before
-    finally:
-        await close()
-    return {
-        "concurrency": concurrency,
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_rps": len(latencies) / elapsed,
-        "p50_ms": float(np.percentile(np.array(latencies) * 1000.0, 50)),
-        "server_cpu_ms_per_request": 1000 * cpu_seconds / max(len(latencies), 1),
-    }
+    row, _ = await _timed_load(send, close, concurrency, args, server_cpu)
+    return row
 
 
 async def _measure(
     service: ServiceProcess, args: argparse.Namespace, concurrency: int, image: bytes
 ) -> dict[str, Any]:
     send, close = await _client(service, args.protocol, image)
-    try:
-        await _run_clients(send, concurrency, args.warmup)
-        before = _stats(service)
-        cpu_before = (service.cpu_seconds(), time.process_time())
-        latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
-        cpu_after = (service.cpu_seconds(), time.process_time())
-        after = _stats(service)
-    finally:
-        await close()
-
-    def delta(key: str) -> float:
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
-    batches = delta("batch_count")
+    row, delta = await _timed_load(
+        send, close, concurrency, args, service.cpu_seconds, lambda: _stats(service)
+    )
+    batches = delta.get("batch_count", 0.0)
     stages = {
-        f"{stage}_ms": 1000 * delta(f"{stage}_sum") / delta(f"{stage}_count")
-        if delta(f"{stage}_count")
+        f"{stage}_ms": 1000 * delta[f"{stage}_sum"] / delta[f"{stage}_count"]
+        if delta.get(f"{stage}_count")
         else float("nan")
         for stage in STAGES
     }
-    lat_ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
     return {
         "protocol": args.protocol,
+        **row,
+        "mean_batch": delta["batch_sum"] / batches if batches else float("nan"),
+        **stages,
+    }
+
+
+async def _timed_load(
+    send: Any,
+    close: Any,
+    concurrency: int,
+    args: argparse.Namespace,
+    server_cpu: Any,
+    stats: Any = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """`concurrency` closed-loop clients: `args.warmup` untimed, then `args.duration` timed;
+    `close` after. Returns the row (requests, errors, throughput, latency percentiles, the CPU
+    cores the server (`server_cpu()`: its CPU seconds) and these clients kept busy) and the
+    change of `stats()` (a dict of counters) over the timed window ({} without it)."""
+    try:
+        await _run_clients(send, concurrency, args.warmup)
+        before = stats() if stats else {}
+        cpu_before = (server_cpu(), time.process_time())
+        latencies, errors, elapsed = await _run_clients(send, concurrency, args.duration)
+        cpu_after = (server_cpu(), time.process_time())
+        after = stats() if stats else {}
+    finally:
+        await close()
+    lat_ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
+    row = {
         "concurrency": concurrency,
         "requests": len(latencies),
         "errors": errors,
@@ -421,12 +433,11 @@ async def _measure(
         "p50_ms": float(np.percentile(lat_ms, 50)),
         "p95_ms": float(np.percentile(lat_ms, 95)),
         "p99_ms": float(np.percentile(lat_ms, 99)),
-        "mean_batch": delta("batch_sum") / batches if batches else float("nan"),
-        # CPU cores busy on average over the timed window: the service, and these clients.
+        # CPU cores busy on average over the timed window: the server, and these clients.
         "service_cores": (cpu_after[0] - cpu_before[0]) / elapsed,
         "client_cores": (cpu_after[1] - cpu_before[1]) / elapsed,
-        **stages,
     }
+    return row, {key: value - before.get(key, 0.0) for key, value in after.items()}
 
 
 async def _run_clients(
